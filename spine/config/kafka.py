@@ -1,0 +1,255 @@
+"""Turn site_config's ``"kafka"`` block into confluent-kafka producer, consumer and admin settings.
+
+The block is the one users of the original Spine Adapter already have. It mixes librdkafka
+properties with keys that are not librdkafka's (``consumer.min.commit.count``) and deprecated
+ones (``default.topic.config``); this module sorts them so each client gets only what it
+accepts. Plain Python: importing it never imports Frappe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spine.errors import KafkaConfigError
+
+log = logging.getLogger(__name__)
+
+# Keys of the "kafka" block that are Spine's own settings, with their defaults.
+SPINE_KEYS: dict[str, Any] = {
+	# the original adapter's: commit offsets after at least this many messages (batches commit anyway)
+	"consumer.min.commit.count": 1,
+	# Spine's: messages bigger than this are stored as Invalid instead of handled
+	"spine.max.message.bytes": 1_048_576,
+}
+
+# librdkafka properties that only a consumer accepts (CONFIGURATION.md, "C" rows).
+CONSUMER_ONLY = frozenset(
+	{
+		"group.id",
+		"group.instance.id",
+		"group.protocol",
+		"group.protocol.type",
+		"group.remote.assignor",
+		"partition.assignment.strategy",
+		"session.timeout.ms",
+		"heartbeat.interval.ms",
+		"coordinator.query.interval.ms",
+		"max.poll.interval.ms",
+		"enable.auto.commit",
+		"auto.commit.interval.ms",
+		"auto.commit.enable",
+		"enable.auto.offset.store",
+		"auto.offset.reset",
+		"queued.min.messages",
+		"queued.max.messages.kbytes",
+		"fetch.wait.max.ms",
+		"fetch.queue.backoff.ms",
+		"fetch.message.max.bytes",
+		"max.partition.fetch.bytes",
+		"fetch.max.bytes",
+		"fetch.min.bytes",
+		"fetch.error.backoff.ms",
+		"offset.store.method",
+		"offset.store.path",
+		"offset.store.sync.interval.ms",
+		"isolation.level",
+		"enable.partition.eof",
+		"check.crcs",
+		"allow.auto.create.topics",
+		"consume.callback.max.messages",
+		"rebalance_cb",
+		"offset_commit_cb",
+		"on_commit",
+	}
+)
+
+# librdkafka properties that only a producer accepts ("P" rows).
+PRODUCER_ONLY = frozenset(
+	{
+		"acks",
+		"request.required.acks",
+		"request.timeout.ms",
+		"message.timeout.ms",
+		"delivery.timeout.ms",
+		"enable.idempotence",
+		"enable.gapless.guarantee",
+		"transactional.id",
+		"transaction.timeout.ms",
+		"queue.buffering.max.messages",
+		"queue.buffering.max.kbytes",
+		"queue.buffering.max.ms",
+		"linger.ms",
+		"message.send.max.retries",
+		"retries",
+		"queue.buffering.backpressure.threshold",
+		"compression.codec",
+		"compression.type",
+		"compression.level",
+		"batch.num.messages",
+		"batch.size",
+		"delivery.report.only.error",
+		"dr_cb",
+		"dr_msg_cb",
+		"sticky.partitioning.linger.ms",
+		"partitioner",
+		"partitioner_cb",
+		"msg_order_cmp",
+		"produce.offset.report",
+	}
+)
+
+# Values of these keys are secrets: never logged, never shown in an error.
+SECRET_KEYS = frozenset(
+	{
+		"sasl.password",
+		"sasl.username",
+		"sasl.oauthbearer.client.secret",
+		"sasl.oauthbearer.config",
+		"ssl.key.password",
+		"ssl.key.pem",
+		"ssl_key",
+		"ssl.keystore.password",
+		"ssl.certificate.pem",
+		"ssl_certificate",
+	}
+)
+
+REDACTED = "***"
+
+# Producer settings Spine needs for "nothing lost, in order" (see README, guarantees).
+_PRODUCER_REQUIRED = {"enable.idempotence": True, "acks": "all"}
+# Producer defaults a user may override.
+_PRODUCER_DEFAULTS = {"linger.ms": 5, "message.timeout.ms": 30_000}
+# Consumer settings the dispatcher relies on: offsets are stored only after Redis accepted a job.
+_CONSUMER_REQUIRED = {"enable.auto.offset.store": False}
+_CONSUMER_DEFAULTS = {"auto.offset.reset": "earliest", "enable.auto.commit": False}
+
+
+@dataclass(frozen=True)
+class KafkaSettings:
+	"""Per-role client settings; every dict can be passed to confluent-kafka as it is."""
+
+	producer: dict[str, Any]
+	consumer: dict[str, Any]
+	admin: dict[str, Any]
+	spine: dict[str, Any] = field(default_factory=dict)
+	warnings: tuple[str, ...] = ()
+
+	@property
+	def bootstrap_servers(self) -> str:
+		return self.admin["bootstrap.servers"]
+
+
+def split_kafka_conf(raw: Mapping[str, Any] | None, *, default_group_id: str | None = None) -> KafkaSettings:
+	"""Client settings for the site_config ``kafka`` block ``raw``.
+
+	Guarantees: the result's producer is idempotent with ``acks=all`` (a conflicting value in
+	``raw`` is replaced and reported in ``warnings``); the consumer never stores offsets on its
+	own; Spine's own keys are in ``.spine`` and in no client dict; ``default.topic.config`` is
+	flattened (top-level keys win). Raises ``KafkaConfigError`` naming the key to fix when the
+	block cannot work; the error never contains a secret value.
+	"""
+	if raw is None:
+		raise KafkaConfigError(
+			'site_config.json has no "kafka" block; add one with at least '
+			'{"bootstrap.servers": "host:9092"} (bench --site SITE set-config -p kafka \'{...}\')'
+		)
+	if not isinstance(raw, Mapping):
+		raise KafkaConfigError(f'site_config.json "kafka" must be a JSON object, not {type(raw).__name__}')
+
+	flat: dict[str, Any] = {}
+	nested = raw.get("default.topic.config")
+	if nested is not None:
+		if not isinstance(nested, Mapping):
+			raise KafkaConfigError('"kafka"."default.topic.config" must be a JSON object of topic properties')
+		flat.update(nested)
+	for key, value in raw.items():
+		if key != "default.topic.config":
+			flat[key] = value
+
+	spine = dict(SPINE_KEYS)
+	common: dict[str, Any] = {}
+	for key, value in flat.items():
+		if not isinstance(key, str) or not key:
+			raise KafkaConfigError(f'"kafka" has an empty or non-text key: {key!r}')
+		if key in SPINE_KEYS or key.startswith("spine."):
+			spine[key] = value
+			continue
+		if isinstance(value, Mapping | list | tuple) or value is None:
+			shown = REDACTED if key in SECRET_KEYS else repr(value)[:60]
+			raise KafkaConfigError(
+				f'"kafka"."{key}" must be a string, number or boolean (got {shown}); '
+				"librdkafka properties are flat"
+			)
+		common[key] = value
+
+	servers = common.get("bootstrap.servers") or common.get("metadata.broker.list")
+	if not servers or not str(servers).strip():
+		raise KafkaConfigError(
+			'"kafka" has no "bootstrap.servers"; add e.g. "bootstrap.servers": "localhost:9092"'
+		)
+	common.pop("metadata.broker.list", None)
+	common["bootstrap.servers"] = str(servers).strip()
+	_validate_spine_keys(spine)
+
+	warnings: list[str] = []
+	producer = {k: v for k, v in common.items() if k not in CONSUMER_ONLY}
+	for key in ("acks", "request.required.acks"):
+		given = producer.pop(key, None)
+		if given is not None and str(given).lower() not in {"all", "-1"}:
+			warnings.append(
+				f'"kafka"."{key}"={given!r} is ignored: Spine\'s producer always uses acks=all, '
+				"so an event counts as published only once every in-sync replica has it"
+			)
+	idempotence = producer.get("enable.idempotence")
+	if idempotence is not None and str(idempotence).lower() not in {"true", "1"}:
+		warnings.append(
+			f'"kafka"."enable.idempotence"={idempotence!r} is ignored: Spine\'s producer is always '
+			"idempotent, so broker retries neither duplicate nor reorder events"
+		)
+	producer.update(_PRODUCER_REQUIRED)
+	for key, value in _PRODUCER_DEFAULTS.items():
+		producer.setdefault(key, value)
+
+	consumer = {k: v for k, v in common.items() if k not in PRODUCER_ONLY}
+	if not consumer.get("group.id"):
+		if not default_group_id:
+			raise KafkaConfigError('"kafka" has no "group.id"; add e.g. "group.id": "spine-<your site>"')
+		consumer["group.id"] = default_group_id
+	for key, value in _CONSUMER_REQUIRED.items():
+		consumer[key] = value
+	for key, value in _CONSUMER_DEFAULTS.items():
+		consumer.setdefault(key, value)
+
+	admin = {k: v for k, v in common.items() if k not in CONSUMER_ONLY and k not in PRODUCER_ONLY}
+	return KafkaSettings(
+		producer=producer, consumer=consumer, admin=admin, spine=spine, warnings=tuple(warnings)
+	)
+
+
+def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
+	"""A copy of ``conf`` safe to log or show: secret values replaced by ``***``, nested dicts too."""
+	out: dict[str, Any] = {}
+	for key, value in conf.items():
+		if isinstance(value, Mapping):
+			out[key] = redact(value)
+		elif key in SECRET_KEYS or "password" in str(key) or "secret" in str(key):
+			out[key] = REDACTED
+		else:
+			out[key] = value
+	return out
+
+
+def _validate_spine_keys(spine: dict[str, Any]) -> None:
+	for key in ("consumer.min.commit.count", "spine.max.message.bytes"):
+		value = spine[key]
+		try:
+			number = int(value)
+		except (TypeError, ValueError):
+			raise KafkaConfigError(f'"kafka"."{key}" must be a whole number (got {value!r:.40})') from None
+		if number < 1:
+			raise KafkaConfigError(f'"kafka"."{key}" must be at least 1 (got {number})')
+		spine[key] = number

@@ -1,0 +1,10 @@
+app_name = "spine"
+app_title = "Spine"
+app_publisher = "Spine contributors"
+app_description = "Connects Frappe and ERPNext sites through Apache Kafka"
+app_email = "spine@example.com"
+app_license = "MIT"
+
+export_python_type_annotations = True
+
+before_uninstall = "spine.spine_adapter.install.before_uninstall"

@@ -1,0 +1,92 @@
+"""Spine Producer/Consumer Config as the runtime sees them: small dicts cached in Redis.
+
+Saving either single clears its key (the controllers' ``clear_cache``), so the next event or
+message uses the new values without a restart. Long-running processes call
+``forget_local()`` each cycle, because Frappe memoises Redis reads in ``frappe.local.cache``
+for the life of the process. With Redis down, reads fall back to the database.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import frappe
+
+from spine.handlers import split_paths
+
+PRODUCER_ROUTES_KEY = "spine:producer_routes"
+CONSUMER_ROUTES_KEY = "spine:consumer_routes"
+
+# Config checkbox -> Frappe doc event it captures.
+EVENT_FIELDS = {
+	"on_insert": "after_insert",
+	"on_update": "on_update",
+	"on_submit": "on_submit",
+	"on_cancel": "on_cancel",
+	"on_trash": "on_trash",
+	"after_rename": "after_rename",
+}
+
+
+def producer_routes() -> dict[str, list[dict[str, Any]]]:
+	"""``{doctype: [{"topic", "handler", "events"}]}`` for enabled rows; empty when publishing is off."""
+	return frappe.cache.get_value(PRODUCER_ROUTES_KEY, generator=_build_producer_routes)
+
+
+def consumer_settings() -> dict[str, Any]:
+	"""``{"routes": {topic: {doctype: [handler paths]}}, "topics": [...], retry settings, "test_mode"}``."""
+	return frappe.cache.get_value(CONSUMER_ROUTES_KEY, generator=_build_consumer_settings)
+
+
+def forget() -> None:
+	"""Drop both cached configs, in Redis and in this process."""
+	frappe.cache.delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
+
+
+def forget_local() -> None:
+	"""Drop this process's memo of the cached configs, so the next read asks Redis again."""
+	local_cache = getattr(frappe.local, "cache", None)
+	if local_cache is not None:
+		for key in (PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY):
+			local_cache.pop(frappe.cache.make_key(key), None)
+
+
+def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:
+	config = frappe.get_single("Spine Producer Config")
+	routes: dict[str, list[dict[str, Any]]] = {}
+	if not config.enabled:
+		return routes
+	for row in config.configs:
+		if not row.enabled or not row.document_type or not row.topic:
+			continue
+		events = [event for field, event in EVENT_FIELDS.items() if row.get(field)]
+		if not events:
+			continue
+		routes.setdefault(row.document_type, []).append(
+			{
+				"topic": row.topic.strip(),
+				"handler": (row.event_handler or "").strip() or None,
+				"events": events,
+			}
+		)
+	return routes
+
+
+def _build_consumer_settings() -> dict[str, Any]:
+	config = frappe.get_single("Spine Consumer Config")
+	routes: dict[str, dict[str, list[str]]] = {}
+	for row in config.configs:
+		if not row.enabled or not row.topic or not row.document_type:
+			continue
+		paths = routes.setdefault(row.topic.strip(), {}).setdefault(row.document_type.strip(), [])
+		paths.extend(p for p in split_paths(row.event_handler) if p not in paths)
+	return {
+		"routes": routes,
+		"topics": sorted(routes),
+		"max_attempts": config.max_attempts or 5,
+		"retry_backoff_seconds": config.retry_backoff_seconds
+		if config.retry_backoff_seconds is not None
+		else 30,
+		"retry_backoff_max_seconds": config.retry_backoff_max_seconds or 3600,
+		"test_mode": bool(config.test_mode),
+	}

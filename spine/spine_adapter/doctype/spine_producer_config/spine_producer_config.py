@@ -1,0 +1,22 @@
+import frappe
+from frappe.model.document import Document
+
+from spine.spine_adapter import config_cache, config_rules
+
+
+class SpineProducerConfig(Document):
+	# begin: auto-generated types
+	# end: auto-generated types
+
+	def validate(self):
+		for row in self.configs:
+			if not frappe.db.exists("DocType", row.document_type):
+				frappe.throw(f"Row {row.idx}: DocType {row.document_type!r} does not exist on this site")
+			config_rules.check_topic(row)
+			if row.event_handler:
+				config_rules.check_handlers(row, [row.event_handler.strip()])
+		config_rules.check_unique(self.configs, ("document_type", "topic"), "same DocType and topic")
+
+	def clear_cache(self):
+		frappe.cache.delete_value(config_cache.PRODUCER_ROUTES_KEY)
+		return super().clear_cache()

@@ -1,0 +1,113 @@
+"""Shared fixtures: a real Kafka-protocol broker, real Redis, and (optionally) a real Frappe site.
+
+Tiers (see tests/README.md):
+- tests/unit: pure logic, no services.
+- tests/integration: a real broker and real Redis, no Frappe.
+- tests/bench: a real Frappe site; runs only when SPINE_BENCH and SPINE_SITE name one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+	sys.path.insert(0, str(ROOT))
+
+BENCH = os.environ.get("SPINE_BENCH")
+SITE = os.environ.get("SPINE_SITE")
+
+
+def _bench_unavailable_reason() -> str | None:
+	if not BENCH or not SITE:
+		return "no Frappe bench: set SPINE_BENCH=/path/to/frappe-bench and SPINE_SITE=<site> to run"
+	try:
+		import frappe
+	except ImportError:
+		return f"frappe is not importable: run the tests with {BENCH}/env/bin/python (tests/run.sh does)"
+	return None
+
+
+_skipped_bench: list[str] = []
+
+
+def pytest_collection_modifyitems(config, items):
+	reason = _bench_unavailable_reason()
+	for item in items:
+		if "tests/bench/" in str(item.fspath).replace(os.sep, "/"):
+			item.add_marker(pytest.mark.bench)
+			if reason:
+				item.add_marker(pytest.mark.skip(reason=reason))
+				_skipped_bench.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+	if _skipped_bench:
+		terminalreporter.write_line(
+			f"Frappe-side tests skipped: {len(_skipped_bench)} ({_bench_unavailable_reason()})"
+		)
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap():
+	"""Bootstrap servers of a real broker: SPINE_TEST_KAFKA, or a local one started for the session."""
+	external = os.environ.get("SPINE_TEST_KAFKA")
+	if external:
+		yield external
+		return
+	from spine.devbroker import LocalBroker
+
+	broker = LocalBroker.start()
+	try:
+		yield broker.bootstrap_servers
+	finally:
+		broker.stop()
+
+
+@pytest.fixture
+def topic(kafka_bootstrap):
+	"""A new, uniquely named topic with 3 partitions."""
+	return create_topic(kafka_bootstrap, partitions=3)
+
+
+def create_topic(bootstrap: str, partitions: int = 3, prefix: str = "spine-test") -> str:
+	from confluent_kafka.admin import AdminClient, NewTopic
+
+	name = f"{prefix}-{uuid.uuid4().hex[:10]}"
+	admin = AdminClient({"bootstrap.servers": bootstrap})
+	for future in admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10).values():
+		future.result(15)
+	return name
+
+
+@pytest.fixture
+def redis_url():
+	"""URL of an emptied Redis database (SPINE_TEST_REDIS, default db 13 of the local server)."""
+	import redis
+
+	url = os.environ.get("SPINE_TEST_REDIS", "redis://127.0.0.1:6379/13")
+	conn = redis.Redis.from_url(url)
+	conn.flushdb()
+	yield url
+	conn.flushdb()
+
+
+@pytest.fixture(scope="session")
+def frappe_site():
+	"""The Frappe site named by SPINE_SITE in SPINE_BENCH, connected for the session."""
+	import frappe
+
+	sites_path = os.path.join(BENCH, "sites")
+	os.chdir(sites_path)
+	frappe.init(site=SITE, sites_path=sites_path)
+	frappe.connect()
+	frappe.set_user("Administrator")
+	try:
+		yield SITE
+	finally:
+		frappe.destroy()
