@@ -8,3 +8,9 @@ app_license = "MIT"
 export_python_type_annotations = True
 
 before_uninstall = "spine.spine_adapter.install.before_uninstall"
+
+# --- producer (issue 3) ---
+
+# --- consumer (issue 4) ---
+
+# --- operations (issue 5) ---
