@@ -9,8 +9,16 @@ export_python_type_annotations = True
 
 before_uninstall = "spine.spine_adapter.install.before_uninstall"
 
-# --- producer (issue 3) ---
+# --- producer (issue 3): doc_events ---
 
-# --- consumer (issue 4) ---
+# Every minute, the safety net behind the after-commit kicks.
+scheduler_events = {
+	"cron": {
+		"* * * * *": [
+			# producer (issue 3): the relay entry goes here
+			# consumer (issue 4): the processor entry goes here
+		]
+	}
+}
 
 # --- operations (issue 5) ---
