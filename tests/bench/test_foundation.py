@@ -1,0 +1,308 @@
+"""Frappe-side foundation: DocTypes, permissions, config validation and cache, install/uninstall."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+
+import pytest
+
+SPINE_DOCTYPES = (
+	"Message Log",
+	"Spine Producer Config",
+	"Spine Producer Handler Mapping",
+	"Spine Consumer Config",
+	"Spine Consumer Handler Mapping",
+)
+
+
+def test_doctypes_are_installed(frappe_site):
+	import frappe
+
+	for dt in SPINE_DOCTYPES:
+		meta = frappe.get_meta(dt)
+		assert meta.module == "Spine Adapter", dt
+	assert frappe.get_meta("Spine Producer Config").issingle
+	assert frappe.get_meta("Spine Consumer Config").issingle
+	log = frappe.get_meta("Message Log")
+	assert log.autoname == "autoincrement"
+	fields = {f.fieldname: f for f in log.fields}
+	for name in (
+		"direction",
+		"status",
+		"message_id",
+		"topic",
+		"kafka_partition",
+		"kafka_offset",
+		"kafka_key",
+		"document_type",
+		"document_name",
+		"event",
+		"message",
+		"attempts",
+		"next_attempt_at",
+		"last_error",
+		"done_at",
+		"origin_site",
+	):
+		assert name in fields, name
+	assert fields["message_id"].unique
+
+
+def test_message_log_indexes_serve_the_relay_and_processor(frappe_site):
+	import frappe
+
+	rows = frappe.db.sql("SHOW INDEX FROM `tabMessage Log`", as_dict=True)
+	by_key: dict[str, list[str]] = {}
+	for r in rows:
+		by_key.setdefault(r.Key_name, []).append(r.Column_name)
+	columns = list(by_key.values())
+	assert ["direction", "status", "next_attempt_at"] in columns
+	assert ["kafka_key", "status"] in columns
+	assert any(c == ["message_id"] and by_key_unique(rows, k) for k, c in by_key.items())
+
+
+def by_key_unique(rows, key_name) -> bool:
+	return any(r.Key_name == key_name and not r.Non_unique for r in rows)
+
+
+def test_only_system_manager_can_read_logs_and_edit_configs(frappe_site):
+	import frappe
+
+	email = f"spine-test-{uuid.uuid4().hex[:8]}@example.com"
+	user = frappe.get_doc(
+		{
+			"doctype": "User",
+			"email": email,
+			"first_name": "Spine",
+			"send_welcome_email": 0,
+			"roles": [
+				{"role": "Accounts User"}
+				if frappe.db.exists("Role", "Accounts User")
+				else {"role": "Blogger"}
+			],
+		}
+	).insert(ignore_permissions=True)
+	try:
+		for dt in ("Message Log", "Spine Producer Config", "Spine Consumer Config"):
+			assert not frappe.has_permission(dt, "read", user=email), dt
+			assert not frappe.has_permission(dt, "write", user=email), dt
+		assert frappe.has_permission("Message Log", "read", user="Administrator")
+		assert not frappe.has_permission("Message Log", "write", user="Administrator")
+		assert frappe.has_permission("Spine Producer Config", "write", user="Administrator")
+	finally:
+		frappe.delete_doc("User", user.name, force=True, ignore_permissions=True)
+		frappe.db.commit()
+
+
+@pytest.fixture
+def producer_config(frappe_site):
+	import frappe
+
+	doc = frappe.get_single("Spine Producer Config")
+	saved = doc.as_dict()
+	yield doc
+	doc = frappe.get_single("Spine Producer Config")
+	doc.enabled = saved.enabled
+	doc.set(
+		"configs",
+		[
+			{k: v for k, v in row.items() if k not in ("name", "parent", "creation", "modified")}
+			for row in saved.configs
+		],
+	)
+	doc.save(ignore_permissions=True)
+	frappe.db.commit()
+
+
+def test_saving_producer_config_clears_the_cache(producer_config):
+	import frappe
+
+	from spine.spine_adapter import config_cache
+
+	producer_config.set("configs", [])
+	producer_config.save()
+	frappe.db.commit()
+	assert "ToDo" not in config_cache.producer_routes()
+	key = frappe.cache.make_key(config_cache.PRODUCER_ROUTES_KEY)
+	assert frappe.cache.exists(key), "routes should be cached in Redis after a read"
+
+	producer_config.append(
+		"configs", {"document_type": "ToDo", "topic": "todos", "on_update": 1, "on_trash": 1}
+	)
+	producer_config.save()
+	frappe.db.commit()
+	assert not frappe.cache.exists(key), "save must delete the cached routes"
+	assert config_cache.producer_routes()["ToDo"] == [
+		{"topic": "todos", "handler": None, "events": ["on_update", "on_trash"]}
+	]
+
+
+def test_saving_consumer_config_clears_the_cache(frappe_site):
+	import frappe
+
+	from spine.spine_adapter import config_cache
+
+	doc = frappe.get_single("Spine Consumer Config")
+	saved = [
+		dict(topic=r.topic, document_type=r.document_type, event_handler=r.event_handler, enabled=r.enabled)
+		for r in doc.configs
+	]
+	try:
+		doc.set("configs", [])
+		doc.save()
+		assert config_cache.consumer_settings()["routes"] == {}
+		doc.append(
+			"configs",
+			{
+				"topic": "items",
+				"document_type": "Item",
+				"event_handler": "spine.handlers.split_paths, spine.handlers.split_paths",
+			},
+		)
+		doc.save()
+		frappe.db.commit()
+		settings = config_cache.consumer_settings()
+		assert settings["routes"] == {"items": {"Item": ["spine.handlers.split_paths"]}}
+		assert settings["topics"] == ["items"]
+	finally:
+		doc = frappe.get_single("Spine Consumer Config")
+		doc.set("configs", saved)
+		doc.save()
+		frappe.db.commit()
+
+
+@pytest.mark.parametrize(
+	"row, message",
+	[
+		({"document_type": "ToDo", "topic": "bad topic"}, "contains ' '"),
+		(
+			{"document_type": "ToDo", "topic": "todos", "event_handler": "os.system"},
+			"not inside an installed app",
+		),
+		(
+			{"document_type": "ToDo", "topic": "todos", "event_handler": "spine.nothing.here"},
+			"does not exist",
+		),
+		({"document_type": "No Such DocType", "topic": "todos"}, "does not exist"),
+	],
+)
+def test_producer_config_refuses_bad_rows(producer_config, row, message):
+	import frappe
+
+	producer_config.set("configs", [row])
+	with pytest.raises(frappe.ValidationError, match=message):
+		producer_config.save()
+	frappe.db.rollback()
+
+
+def test_producer_config_refuses_duplicate_rows(producer_config):
+	import frappe
+
+	producer_config.set(
+		"configs", [{"document_type": "ToDo", "topic": "t1"}, {"document_type": "ToDo", "topic": "t1"}]
+	)
+	with pytest.raises(frappe.ValidationError, match="repeats row 1"):
+		producer_config.save()
+	frappe.db.rollback()
+
+
+def test_consumer_config_refuses_bad_rows_and_retry_settings(frappe_site):
+	import frappe
+
+	doc = frappe.get_single("Spine Consumer Config")
+	doc.set(
+		"configs",
+		[{"topic": "items", "document_type": "Item", "event_handler": "spine.handlers.split_paths, nope"}],
+	)
+	with pytest.raises(frappe.ValidationError, match="not a dotted Python path"):
+		doc.save()
+	frappe.db.rollback()
+	doc = frappe.get_single("Spine Consumer Config")
+	doc.set("configs", [])
+	doc.retry_backoff_seconds, doc.retry_backoff_max_seconds = 100, 10
+	with pytest.raises(frappe.ValidationError, match="max_seconds"):
+		doc.save()
+	frappe.db.rollback()
+
+
+def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+	bench_dir = os.environ["SPINE_BENCH"]
+	return subprocess.run(
+		[os.path.join(bench_dir, "env", "bin", "bench"), *args]
+		if os.path.exists(os.path.join(bench_dir, "env", "bin", "bench"))
+		else ["bench", *args],
+		cwd=bench_dir,
+		capture_output=True,
+		text=True,
+		timeout=timeout,
+	)
+
+
+def _tables(site_db: str) -> set[str]:
+	import frappe
+
+	rows = frappe.db.sql(
+		"SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND "
+		"(table_name LIKE 'tabSpine%%' OR table_name = 'tabMessage Log')",
+		(site_db,),
+	)
+	return {r[0] for r in rows}
+
+
+@pytest.mark.slow
+def test_install_and_uninstall_on_a_fresh_site(frappe_site):
+	"""install-app creates the DocTypes and tables; uninstall-app leaves the site clean."""
+	import frappe
+
+	site = f"spine-install-{uuid.uuid4().hex[:6]}.test"
+	db_root = os.environ.get("SPINE_DB_ROOT_PASSWORD", "")
+	made = _bench(
+		"new-site",
+		site,
+		"--db-root-username",
+		"root",
+		"--db-root-password",
+		db_root,
+		"--admin-password",
+		"admin",
+		"--db-host",
+		"127.0.0.1",
+	)
+	assert made.returncode == 0, made.stderr[-2000:]
+	try:
+		with open(os.path.join(os.environ["SPINE_BENCH"], "sites", site, "site_config.json")) as f:
+			db_name = json.load(f)["db_name"]
+		installed = _bench("--site", site, "install-app", "spine")
+		assert installed.returncode == 0, installed.stderr[-2000:]
+		assert _tables(db_name) == {
+			"tabMessage Log",
+			"tabSpine Producer Handler Mapping",
+			"tabSpine Consumer Handler Mapping",
+		}
+		listed = _bench("--site", site, "list-apps")
+		assert "spine" in listed.stdout
+
+		removed = _bench("--site", site, "uninstall-app", "spine", "--yes", "--no-backup")
+		assert removed.returncode == 0, removed.stderr[-2000:]
+		assert _tables(db_name) == set()
+		leftovers = frappe.db.sql(
+			f"SELECT name FROM `{db_name}`.`tabDocType` WHERE module='Spine Adapter' "
+			f"UNION SELECT name FROM `{db_name}`.`tabModule Def` WHERE app_name='spine' "
+			f"UNION SELECT doctype FROM `{db_name}`.`tabSingles` WHERE doctype LIKE 'Spine%%'"
+		)
+		assert leftovers == ()
+		assert "spine" not in _bench("--site", site, "list-apps").stdout
+	finally:
+		_bench(
+			"drop-site",
+			site,
+			"--db-root-username",
+			"root",
+			"--db-root-password",
+			db_root,
+			"--no-backup",
+			"--force",
+		)
