@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -49,12 +50,17 @@ class LocalBroker:
 	data_dir: str
 	process: subprocess.Popen | None = None
 	output: list[str] = field(default_factory=list)
+	remove_data_on_stop: bool = False
 
 	@classmethod
 	def start(
 		cls, data_dir: str | None = None, *, host: str = "127.0.0.1", port: int = 0, timeout: float = 30
 	) -> LocalBroker:
-		"""Start a broker (port 0: any free port) and return once it accepts connections."""
+		"""Start a broker (port 0: any free port) and return once it accepts connections.
+
+		Without ``data_dir`` the broker keeps its data in a new temporary folder, removed on ``stop``.
+		"""
+		temporary = data_dir is None
 		data_dir = data_dir or tempfile.mkdtemp(prefix="spine-broker-")
 		cmd = [
 			str(broker_binary()),
@@ -71,7 +77,7 @@ class LocalBroker:
 		proc = subprocess.Popen(
 			cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True
 		)
-		broker = cls(bootstrap_servers="", data_dir=data_dir, process=proc)
+		broker = cls(bootstrap_servers="", data_dir=data_dir, process=proc, remove_data_on_stop=temporary)
 		found = threading.Event()
 
 		def read() -> None:
@@ -94,13 +100,17 @@ class LocalBroker:
 		return broker
 
 	def stop(self, timeout: float = 10) -> None:
-		"""Stop the broker (SIGTERM, then SIGKILL after ``timeout`` seconds). Data stays in data_dir."""
+		"""Stop the broker (SIGTERM, then SIGKILL after ``timeout`` seconds).
+
+		Data stays in ``data_dir`` unless the broker made that folder itself.
+		"""
 		proc, self.process = self.process, None
-		if proc is None or proc.poll() is not None:
-			return
-		proc.send_signal(signal.SIGTERM)
-		try:
-			proc.wait(timeout)
-		except subprocess.TimeoutExpired:
-			proc.kill()
-			proc.wait(timeout)
+		if proc is not None and proc.poll() is None:
+			proc.send_signal(signal.SIGTERM)
+			try:
+				proc.wait(timeout)
+			except subprocess.TimeoutExpired:
+				proc.kill()
+				proc.wait(timeout)
+		if self.remove_data_on_stop:
+			shutil.rmtree(self.data_dir, ignore_errors=True)
