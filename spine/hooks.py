@@ -10,12 +10,20 @@ export_python_type_annotations = True
 before_uninstall = "spine.spine_adapter.install.before_uninstall"
 
 # --- producer (issue 3): doc_events ---
+# Every save of every document passes here; unconfigured DocTypes cost one dict lookup.
+_capture = "spine.spine_adapter.capture.on_event"
+doc_events = {
+	"*": {
+		event: _capture
+		for event in ("after_insert", "on_update", "on_submit", "on_cancel", "on_trash", "after_rename")
+	}
+}
 
 # Every minute, the safety net behind the after-commit kicks.
 scheduler_events = {
 	"cron": {
 		"* * * * *": [
-			# producer (issue 3): the relay entry goes here
+			"spine.spine_adapter.relay.drain_scheduled",
 			# consumer (issue 4): the processor entry goes here
 		]
 	}
