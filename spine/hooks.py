@@ -24,7 +24,7 @@ scheduler_events = {
 	"cron": {
 		"* * * * *": [
 			"spine.spine_adapter.relay.drain_scheduled",
-			# consumer (issue 4): the processor entry goes here
+			"spine.spine_adapter.processor.process_scheduled",
 		]
 	}
 }

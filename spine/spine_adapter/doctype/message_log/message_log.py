@@ -12,5 +12,8 @@ def on_doctype_update():
 	"""Indexes for the relay's and processor's queries, so they stay fast with millions of rows."""
 	# due work: WHERE direction=? AND status=? AND next_attempt_at <= now ORDER BY name
 	frappe.db.add_index("Message Log", ["direction", "status", "next_attempt_at"])
+	# handled once: a redelivered message is dropped by INSERT IGNORE. Per direction, so a site
+	# that consumes its own topic (test mode) can hold both copies of one message.
+	frappe.db.add_unique("Message Log", ["message_id", "direction"], constraint_name="unique_message_id_direction")
 	# per-document order: is there an earlier unfinished entry with this key?
 	frappe.db.add_index("Message Log", ["kafka_key", "status"])

@@ -1,0 +1,146 @@
+"""Long-running consumer processes: ``eventdispatcher`` and ``jsonworker``.
+
+Each starts ``--numworkers`` child processes and waits for them; each child initialises the
+site itself (never shares a database connection across fork). Signals to the parent
+(SIGTERM, SIGINT, SIGQUIT — supervisor's stopsignal) are passed on to the children, which
+finish what they are doing and exit.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+
+import frappe
+from rq import Queue, Worker
+from rq.serializers import JSONSerializer
+
+log = logging.getLogger("spine")
+
+
+def queue_name(queue: str) -> str:
+	"""The bench-namespaced RQ queue name, as Frappe names its own (``<bench id>:<queue>``)."""
+	from frappe.utils.background_jobs import generate_qname
+
+	return generate_qname(f"spine:{queue}")
+
+
+def json_queue(name: str) -> Queue:
+	"""The already-namespaced JSON queue ``name`` on the bench's queue Redis."""
+	from frappe.utils.background_jobs import get_redis_conn
+
+	from spine.kafka.handover import json_queue as make
+
+	return make(name, get_redis_conn())
+
+
+def run_dispatchers(site: str, queue: str, numworkers: int) -> None:
+	"""``eventdispatcher``: ``numworkers`` consumers of one group, handing batches to ``queue``."""
+	_run_children("eventdispatcher", numworkers, _dispatcher_main, site, queue)
+
+
+def run_workers(site: str, queue: str, numworkers: int, burst: bool = False) -> None:
+	"""``jsonworker``: ``numworkers`` RQ workers executing the JSON jobs of ``queue``."""
+	_run_children("jsonworker", numworkers, _worker_main, site, queue, burst)
+
+
+def _run_children(what: str, count: int, target: Callable, *args) -> None:
+	_setup_logging()
+	if count < 1:
+		raise SystemExit(f"{what}: --numworkers must be at least 1 (got {count})")
+	if count == 1:
+		target(0, *args)
+		return
+	ctx = multiprocessing.get_context("fork")
+	children = [ctx.Process(target=target, args=(i, *args), name=f"{what}-{i}") for i in range(count)]
+	for child in children:
+		child.start()
+
+	def forward(signum, _frame):
+		for child in children:
+			if child.is_alive():
+				os.kill(child.pid, signum)
+
+	for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+		signal.signal(sig, forward)
+	for child in children:
+		child.join()
+	failed = [c.name for c in children if c.exitcode not in (0, None)]
+	if failed:
+		log.error("%s: %s exited with an error", what, ", ".join(failed))
+		sys.exit(1)
+
+
+def _dispatcher_main(index: int, site: str, queue: str) -> None:
+	from spine.config.kafka import redact, split_kafka_conf
+	from spine.kafka.handover import JobHandOver
+	from spine.kafka.poll_loop import Dispatcher
+	from spine.spine_adapter import config_cache
+
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		settings = split_kafka_conf(frappe.conf.get("kafka"), default_group_id=f"spine-{site}")
+		for warning in settings.warnings:
+			log.warning("Spine: %s", warning)
+		name = queue_name(queue)
+		handover = JobHandOver(json_queue(name), "spine.spine_adapter.intake.store_batch", site)
+
+		def topics() -> list[str]:
+			config_cache.forget_local()
+			topics = config_cache.consumer_settings()["topics"]
+			frappe.db.rollback()  # end the read transaction so the next refresh sees new config
+			return topics
+
+		dispatcher = Dispatcher(
+			settings.consumer,
+			topics,
+			handover,
+			min_commit_count=settings.spine["consumer.min.commit.count"],
+			name=f"eventdispatcher-{index}@{site}",
+		)
+		dispatcher.install_signal_handlers()
+		log.info(
+			"eventdispatcher-%s@%s: group %s on %s, handing over to RQ queue %s",
+			index, site, settings.consumer["group.id"], redact(settings.consumer)["bootstrap.servers"], name,
+		)  # fmt: skip
+		dispatcher.run()
+	finally:
+		frappe.destroy()
+
+
+def _worker_main(index: int, site: str, queue: str, burst: bool) -> None:
+	frappe.init(site=site)
+	try:
+		from frappe.utils.background_jobs import get_redis_conn
+
+		name = queue_name(queue)
+		connection = get_redis_conn()
+	finally:
+		frappe.destroy()  # jobs init the site themselves; the worker keeps no connection across fork
+	worker = _Worker(
+		[Queue(name, connection=connection, serializer=JSONSerializer)],
+		connection=connection,
+		serializer=JSONSerializer,
+		name=f"spine-jsonworker-{os.getpid()}-{index}",
+		maintenance_interval=30,  # notice a dead worker's job (and retry it) within a minute
+	)
+	log.info("jsonworker-%s@%s: executing jobs of RQ queue %s", index, site, name)
+	worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+
+
+class _Worker(Worker):
+	"""An RQ worker that also treats SIGQUIT (supervisor's stopsignal) as a warm shutdown."""
+
+	def _install_signal_handlers(self):
+		super()._install_signal_handlers()
+		signal.signal(signal.SIGQUIT, self.request_stop)
+
+
+def _setup_logging() -> None:
+	if not logging.getLogger().handlers:
+		logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
