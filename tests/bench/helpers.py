@@ -1,0 +1,126 @@
+"""Helpers for Frappe-side tests: site config, bench processes, topic reading, polling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import contextmanager
+from typing import Any
+
+BENCH = os.environ.get("SPINE_BENCH", "")
+SITE = os.environ.get("SPINE_SITE", "")
+
+
+def wait_for(
+	predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition"
+) -> Any:
+	"""Poll ``predicate`` until it returns something truthy; fail the test after ``timeout`` seconds."""
+	deadline = time.monotonic() + timeout
+	while True:
+		value = predicate()
+		if value:
+			return value
+		if time.monotonic() > deadline:
+			raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+		time.sleep(interval)
+
+
+@contextmanager
+def site_kafka(bootstrap: str, **extra: Any):
+	"""Point the site's ``kafka`` block at ``bootstrap`` for the duration; restore it afterwards."""
+	import frappe
+	from frappe.installer import update_site_config
+
+	before = frappe.get_site_config().get("kafka")
+	conf = {"bootstrap.servers": bootstrap, "client.id": f"spine-test-{SITE}", **extra}
+	update_site_config("kafka", conf)
+	frappe.local.conf.kafka = conf
+	try:
+		yield conf
+	finally:
+		update_site_config("kafka", before if before is not None else "None")
+		frappe.local.conf.kafka = before
+
+
+def unique(prefix: str) -> str:
+	return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class BenchProcess:
+	"""A ``bench --site SITE ...`` process started from the bench folder, output in a temp file."""
+
+	def __init__(self, *args: str):
+		self.args = args
+		self.log = tempfile.NamedTemporaryFile(prefix="spine-proc-", suffix=".log", delete=False)
+		self.proc = subprocess.Popen(
+			["bench", "--site", SITE, *args],
+			cwd=BENCH,
+			stdout=self.log,
+			stderr=subprocess.STDOUT,
+			start_new_session=True,
+		)
+
+	def output(self) -> str:
+		with open(self.log.name, errors="replace") as f:
+			return f.read()
+
+	def signal(self, sig: int) -> None:
+		"""Send ``sig`` to the whole process group (bench CLI, python, and its children)."""
+		if self.proc.poll() is None:
+			os.killpg(self.proc.pid, sig)
+
+	def stop(self, timeout: float = 30) -> int:
+		self.signal(signal.SIGTERM)
+		try:
+			return self.proc.wait(timeout)
+		except subprocess.TimeoutExpired:
+			self.kill()
+			return -9
+
+	def kill(self) -> None:
+		self.signal(signal.SIGKILL)
+		self.proc.wait(10)
+
+
+def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60, exact_wait: float = 2.0) -> list:
+	"""Every message of ``topic`` (at least ``count``; then waits ``exact_wait`` more for extras)."""
+	from confluent_kafka import Consumer
+
+	c = Consumer(
+		{"bootstrap.servers": bootstrap, "group.id": unique("reader"), "auto.offset.reset": "earliest"}
+	)
+	c.subscribe([topic])
+	got: list = []
+	deadline = time.monotonic() + timeout
+	try:
+		while len(got) < count and time.monotonic() < deadline:
+			got += [m for m in c.consume(500, 0.5) if m.error() is None]
+		extra_deadline = time.monotonic() + exact_wait
+		while time.monotonic() < extra_deadline:
+			got += [m for m in c.consume(500, 0.2) if m.error() is None]
+	finally:
+		c.close()
+	return got
+
+
+def produce(bootstrap: str, topic: str, items: list[tuple[str | None, bytes, list | None]]) -> None:
+	"""Produce ``(key, value, headers)`` items and wait for every delivery."""
+	from confluent_kafka import Producer
+
+	p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+	errors = []
+	for key, value, headers in items:
+		p.produce(
+			topic,
+			value=value,
+			key=key,
+			headers=headers or [],
+			on_delivery=lambda e, m: e and errors.append(e),
+		)
+		p.poll(0)
+	assert p.flush(30) == 0 and not errors, errors
