@@ -96,8 +96,13 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 			frappe.db.rollback()  # end the read transaction so the next refresh sees new config
 			return topics
 
+		consumer_conf = dict(settings.consumer)
+		if consumer_conf.get("group.instance.id"):
+			# static membership: each process needs its own id; a restarted process takes its
+			# partitions back at once instead of waiting for the group to notice the old one died
+			consumer_conf["group.instance.id"] = f"{consumer_conf['group.instance.id']}-{index}"
 		dispatcher = Dispatcher(
-			settings.consumer,
+			consumer_conf,
 			topics,
 			handover,
 			min_commit_count=settings.spine["consumer.min.commit.count"],

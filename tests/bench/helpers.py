@@ -26,7 +26,9 @@ def wait_for(
 		if value:
 			return value
 		if time.monotonic() > deadline:
-			raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+			raise AssertionError(
+				f"timed out after {timeout}s waiting for {what() if callable(what) else what}"
+			)
 		time.sleep(interval)
 
 

@@ -14,6 +14,8 @@ def on_doctype_update():
 	frappe.db.add_index("Message Log", ["direction", "status", "next_attempt_at"])
 	# handled once: a redelivered message is dropped by INSERT IGNORE. Per direction, so a site
 	# that consumes its own topic (test mode) can hold both copies of one message.
-	frappe.db.add_unique("Message Log", ["message_id", "direction"], constraint_name="unique_message_id_direction")
+	frappe.db.add_unique(
+		"Message Log", ["message_id", "direction"], constraint_name="unique_message_id_direction"
+	)
 	# per-document order: is there an earlier unfinished entry with this key?
 	frappe.db.add_index("Message Log", ["kafka_key", "status"])
