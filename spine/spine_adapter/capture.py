@@ -41,8 +41,10 @@ INSERT_SQL = """
 
 def on_event(doc, method: str, *args: Any) -> None:
 	"""``doc_events["*"]`` entry: cheap for unconfigured DocTypes (one dict lookup)."""
+	if doc.doctype in _NEVER_CAPTURED or frappe.flags.in_install or frappe.flags.in_uninstall:
+		return  # app installs and uninstalls are not business events (and Spine's tables may be gone)
 	routes = config_cache.producer_routes().get(doc.doctype)
-	if not routes or doc.doctype in _NEVER_CAPTURED:
+	if not routes:
 		return
 	for route in routes:
 		if method in route["events"]:

@@ -43,6 +43,16 @@ def forget() -> None:
 	frappe.cache.delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
 
 
+def forget_after_commit(key: str) -> None:
+	"""Drop ``key`` now and again once the saving transaction commits.
+
+	The second delete matters: between the first one and the commit, another process can
+	read the old committed config and cache it again.
+	"""
+	frappe.cache.delete_value(key)
+	frappe.db.after_commit.add(lambda: frappe.cache.delete_value(key))
+
+
 def forget_local() -> None:
 	"""Drop this process's memo of the cached configs, so the next read asks Redis again."""
 	local_cache = getattr(frappe.local, "cache", None)

@@ -23,5 +23,5 @@ class SpineConsumerConfig(Document):
 			frappe.throw(f"Retries: {e}")
 
 	def clear_cache(self):
-		frappe.cache.delete_value(config_cache.CONSUMER_ROUTES_KEY)
+		config_cache.forget_after_commit(config_cache.CONSUMER_ROUTES_KEY)
 		return super().clear_cache()

@@ -18,5 +18,5 @@ class SpineProducerConfig(Document):
 		config_rules.check_unique(self.configs, ("document_type", "topic"), "same DocType and topic")
 
 	def clear_cache(self):
-		frappe.cache.delete_value(config_cache.PRODUCER_ROUTES_KEY)
+		config_cache.forget_after_commit(config_cache.PRODUCER_ROUTES_KEY)
 		return super().clear_cache()

@@ -1,0 +1,144 @@
+"""Producer benchmark: added time per save, and relay throughput (pending → confirmed by the broker).
+
+Run with the bench's Python on a test site (it commits ToDos and Message Log rows):
+    SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local benchmarks/run.sh producer
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import uuid
+
+from common import connect_site, local_broker, site_kafka, summary, write_results
+
+
+def main() -> None:
+	parser = argparse.ArgumentParser(description=__doc__)
+	parser.add_argument("--saves", type=int, default=300, help="saves per configuration")
+	parser.add_argument("--relay-rows", type=int, default=5000, help="pending rows the relay publishes")
+	parser.add_argument("--out", default="benchmarks/results/producer.json")
+	args = parser.parse_args()
+	out = str((__import__("pathlib").Path.cwd() / args.out).resolve())
+
+	frappe = connect_site()
+	from spine.spine_adapter import capture, relay
+
+	config = frappe.get_single("Spine Producer Config")
+	saved_rows = [
+		{k: v for k, v in r.as_dict().items() if k not in ("name", "parent")} for r in config.configs
+	]
+	saved_enabled = config.enabled
+
+	def route(doctype: str | None, topic: str) -> None:
+		doc = frappe.get_single("Spine Producer Config")
+		doc.enabled = 1
+		doc.set("configs", [{"document_type": doctype, "topic": topic, "on_update": 1}] if doctype else [])
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
+
+	hooks = frappe.get_doc_hooks()
+	with_spine = {k: dict(v) for k, v in hooks.items()}
+	without_spine = {
+		k: {e: [m for m in ms if not m.startswith("spine.")] for e, ms in v.items()} for k, v in hooks.items()
+	}
+
+	try:
+		with local_broker() as bootstrap, site_kafka(bootstrap):
+			topic = f"bench-{uuid.uuid4().hex[:6]}"
+			todos = [frappe.get_doc({"doctype": "ToDo", "description": "bench"}).insert() for _ in range(20)]
+			frappe.db.commit()
+			times: dict[str, list[float]] = {"not involved": [], "unconfigured": [], "configured": []}
+
+			def save_round(label: str, n: int) -> None:
+				for i in range(n):
+					t = todos[i % len(todos)]
+					t.description = f"{label} {i} {time.time()}"
+					start = time.perf_counter()
+					t.save()
+					frappe.db.commit()
+					times[label].append(time.perf_counter() - start)
+
+			rounds = 6
+			for _ in range(rounds):  # interleaved, so drift on a shared machine hits all three alike
+				frappe.local.doc_events_hooks = without_spine
+				save_round("not involved", args.saves // rounds)
+				frappe.local.doc_events_hooks = with_spine
+				route("Note", topic)
+				save_round("unconfigured", args.saves // rounds)
+				route("ToDo", topic)
+				save_round("configured", args.saves // rounds)
+				relay.drain()
+			route("Note", topic)
+			lookups = 100_000
+			note = frappe.new_doc("Note")
+			start = time.perf_counter()
+			for _ in range(lookups):
+				capture.on_event(note, "on_update")
+			lookup_us = (time.perf_counter() - start) / lookups * 1e6
+
+			# relay throughput: a backlog captured while nobody drains, then one drain
+			route("ToDo", topic)
+			relay.drain()
+			frappe.db.sql("DELETE FROM `tabMessage Log` WHERE direction = 'Outbound' AND topic = %s", topic)
+			frappe.db.commit()
+			kick, relay.kick = relay.kick, lambda: None  # keep the after-commit kick out of the measurement
+			try:
+				per_doc = max(1, args.relay_rows // len(todos))
+				for n in range(per_doc):
+					for t in todos:
+						t.description = f"relay {n}"
+						t.save()
+					frappe.db.commit()
+			finally:
+				relay.kick = kick
+			pending = relay.pending_count()
+			start = time.perf_counter()
+			published = relay.drain()
+			relay_seconds = time.perf_counter() - start
+	finally:
+		doc = frappe.get_single("Spine Producer Config")
+		doc.enabled = saved_enabled
+		doc.set("configs", saved_rows)
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
+		frappe.destroy()
+
+	ms = {k: summary([x * 1000 for x in v]) for k, v in times.items()}
+	base = ms["not involved"]["median"]
+	rows = [
+		("save+commit, Spine not involved (median ms)", f"{base:.2f}"),
+		("save+commit, DocType unconfigured (median ms)", f"{ms['unconfigured']['median']:.2f}"),
+		("save+commit, DocType configured (median ms)", f"{ms['configured']['median']:.2f}"),
+		("added per save, unconfigured (median ms)", f"{ms['unconfigured']['median'] - base:+.3f}"),
+		("added per save, configured (median ms)", f"{ms['configured']['median'] - base:+.3f}"),
+		("ratio configured / not involved", f"{ms['configured']['median'] / base:.2f}"),
+		("capture hook, unconfigured DocType (µs per call)", f"{lookup_us:.2f}"),
+		("relay: rows published / pending", f"{published} / {pending}"),
+		("relay throughput (messages/s, pending → confirmed)", f"{published / relay_seconds:,.0f}"),
+	]
+	write_results(
+		out,
+		"Spine producer",
+		rows,
+		{
+			"save_ms": ms,
+			"added_ms_median": {
+				"unconfigured": ms["unconfigured"]["median"] - base,
+				"configured": ms["configured"]["median"] - base,
+			},
+			"capture_hook_unconfigured_us": lookup_us,
+			"relay": {
+				"rows": pending,
+				"published": published,
+				"seconds": relay_seconds,
+				"messages_per_second": published / relay_seconds,
+			},
+			"spread_ms": {k: statistics.pstdev([x * 1000 for x in v]) for k, v in times.items()},
+		},
+	)
+
+
+if __name__ == "__main__":
+	main()

@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Run Spine's benchmarks against a test site. Usage:
+#   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local benchmarks/run.sh [producer|consumer|all] [args]
+# Each prints a table and writes benchmarks/results/<name>.json.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+: "${SPINE_BENCH:?set SPINE_BENCH to a frappe-bench folder}"
+: "${SPINE_SITE:?set SPINE_SITE to a test site in that bench}"
+PY="$SPINE_BENCH/env/bin/python"
+"$PY" -m pip install -q -r requirements-test.txt
+which="${1:-all}"
+shift || true
+export PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+case "$which" in
+	producer) "$PY" benchmarks/producer_bench.py "$@" ;;
+	consumer) "$PY" benchmarks/consumer_bench.py "$@" ;;
+	all) "$PY" benchmarks/producer_bench.py && "$PY" benchmarks/consumer_bench.py ;;
+	*) echo "usage: benchmarks/run.sh [producer|consumer|all] [args]" >&2; exit 2 ;;
+esac
