@@ -23,7 +23,7 @@ def main() -> None:
 	out = str((__import__("pathlib").Path.cwd() / args.out).resolve())
 
 	frappe = connect_site()
-	from spine.spine_adapter import capture, relay
+	from spine.spine_adapter import capture, config_cache, relay
 
 	config = frappe.get_single("Spine Producer Config")
 	saved_rows = [
@@ -50,32 +50,34 @@ def main() -> None:
 			todos = [frappe.get_doc({"doctype": "ToDo", "description": "bench"}).insert() for _ in range(20)]
 			frappe.db.commit()
 			times: dict[str, list[float]] = {"not involved": [], "unconfigured": [], "configured": []}
-
-			def save_round(label: str, n: int) -> None:
-				for i in range(n):
+			route("ToDo", topic)
+			configured_routes = config_cache.producer_routes()
+			route_key = frappe.cache.make_key(config_cache.PRODUCER_ROUTES_KEY)
+			modes = {  # (doc_events hooks, routes Spine sees) — switched per save, so drift hits all alike
+				"not involved": (without_spine, {}),
+				"unconfigured": (with_spine, {"Note": configured_routes["ToDo"]}),
+				"configured": (with_spine, configured_routes),
+			}
+			for i in range(args.saves):
+				for label, (hooks_in_use, routes_in_use) in modes.items():
+					frappe.local.doc_events_hooks = hooks_in_use
+					frappe.local.cache[route_key] = routes_in_use
 					t = todos[i % len(todos)]
 					t.description = f"{label} {i} {time.time()}"
 					start = time.perf_counter()
 					t.save()
 					frappe.db.commit()
 					times[label].append(time.perf_counter() - start)
-
-			rounds = 6
-			for _ in range(rounds):  # interleaved, so drift on a shared machine hits all three alike
-				frappe.local.doc_events_hooks = without_spine
-				save_round("not involved", args.saves // rounds)
-				frappe.local.doc_events_hooks = with_spine
-				route("Note", topic)
-				save_round("unconfigured", args.saves // rounds)
-				route("ToDo", topic)
-				save_round("configured", args.saves // rounds)
-				relay.drain()
+				if i % 50 == 49:
+					relay.drain()
+			frappe.local.doc_events_hooks = with_spine
 			route("Note", topic)
 			lookups = 100_000
-			note = frappe.new_doc("Note")
+			unconfigured = frappe.new_doc("ToDo")
+			config_cache.producer_routes()
 			start = time.perf_counter()
 			for _ in range(lookups):
-				capture.on_event(note, "on_update")
+				capture.on_event(unconfigured, "on_update")
 			lookup_us = (time.perf_counter() - start) / lookups * 1e6
 
 			# relay throughput: a backlog captured while nobody drains, then one drain

@@ -8,6 +8,45 @@ from frappe.commands import get_site, pass_context
 
 # --- producer commands (issue 3) ---
 
+
+@click.command("spine-backfill")
+@click.argument("doctype")
+@click.option(
+	"--filters",
+	default=None,
+	help='JSON filters, e.g. \'{"disabled": 0}\' or \'[["modified", ">", "2026-01-01"]]\'',
+)
+@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option(
+	"--event", default="on_update", show_default=True, help="Header.Event of the backfilled messages"
+)
+@pass_context
+def spine_backfill(context, doctype: str, filters: str | None, batch_size: int, event: str) -> None:
+	"""Publish existing documents of a configured DocType (first sync of a new consumer)."""
+	import json
+
+	import frappe
+
+	from spine.spine_adapter.backfill import backfill
+
+	site = get_site(context)
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		frappe.set_user("Administrator")
+		parsed = json.loads(filters) if filters else None
+		done = backfill(
+			doctype,
+			parsed,
+			batch_size=batch_size,
+			event=event,
+			progress=lambda n, total: click.echo(f"{doctype}: {n:,} of {total:,} captured"),
+		)
+		click.echo(f"{doctype}: {done:,} documents captured; the relay publishes them now")
+	finally:
+		frappe.destroy()
+
+
 # --- consumer commands (issue 4) ---
 
 
@@ -36,4 +75,4 @@ def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
 
 # --- operations commands (issue 5) ---
 
-commands = [eventdispatcher, jsonworker]
+commands = [spine_backfill, eventdispatcher, jsonworker]

@@ -19,6 +19,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
+from spine import envelope
 from spine.config.kafka import split_kafka_conf
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
@@ -101,7 +102,8 @@ def due_rows(limit: int) -> list[dict[str, Any]]:
 	them, so a key whose earlier row waits for a retry is held back as a whole.
 	"""
 	pending = frappe.db.sql(
-		"""SELECT name, topic, kafka_key, message, attempts, next_attempt_at
+		"""SELECT name, topic, kafka_key, message, attempts, next_attempt_at, message_id, document_type,
+			document_name, event, origin_site
 		FROM `tabMessage Log`
 		WHERE direction = 'Outbound' AND status = 'Pending'
 		ORDER BY name LIMIT %s""",
@@ -129,16 +131,11 @@ def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) ->
 	"""
 	now = now_datetime()
 	failed_keys: set[str] = set()
+	confirmed = []
 	published = 0
 	for row, d in zip(rows, deliveries, strict=True):
 		if d.ok and row.kafka_key not in failed_keys:
-			frappe.db.sql(
-				"""UPDATE `tabMessage Log` SET status = 'Published', kafka_partition = %s, kafka_offset = %s,
-				done_at = %s, modified = %s, last_error = NULL, next_attempt_at = NULL
-				WHERE name = %s AND status = 'Pending'""",
-				(d.partition, d.offset, now, now, row.name),
-			)
-			published += 1
+			confirmed.append((row.name, d))
 			continue
 		if d.ok:  # published after an earlier row of its key failed: keep the record true, say so
 			frappe.db.sql(
@@ -177,23 +174,46 @@ def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) ->
 			d.error,
 			"will retry" if d.retriable else "marked Failed",
 		)
-	return published
+	_mark_published(confirmed, now)
+	return published + len(confirmed)
 
 
-def _record(row: dict[str, Any]) -> OutRecord:
-	value = row.message.encode()
-	return OutRecord(
-		ref=row.name, topic=row.topic, key=row.kafka_key, value=value, headers=_headers_of(value)
+def _mark_published(confirmed: list[tuple[int, Delivery]], now) -> None:
+	"""One UPDATE for a whole batch of confirmed rows (per-row statements halve relay throughput)."""
+	if not confirmed:
+		return
+	names = [name for name, _ in confirmed]
+	partition_case = " ".join("WHEN %s THEN %s" for _ in confirmed)
+	args: list = []
+	for name, d in confirmed:
+		args += [name, d.partition]
+	for name, d in confirmed:
+		args += [name, d.offset]
+	args += [now, now, *names]
+	frappe.db.sql(
+		f"""UPDATE `tabMessage Log` SET status = 'Published',
+			kafka_partition = CASE name {partition_case} END,
+			kafka_offset = CASE name {partition_case} END,
+			done_at = %s, modified = %s, last_error = NULL, next_attempt_at = NULL
+		WHERE name IN ({", ".join(["%s"] * len(names))}) AND status = 'Pending'""",
+		args,
 	)
 
 
-def _headers_of(value: bytes) -> list[tuple[str, bytes]]:
-	from spine import envelope
-
-	try:
-		return envelope.parse(value, max_bytes=len(value)).headers()
-	except Exception:
-		return []
+def _record(row: dict[str, Any]) -> OutRecord:
+	"""The Kafka record of an outbox row; headers come from the row's columns (no JSON re-parse)."""
+	headers = envelope.Envelope(
+		doctype=row.document_type,
+		event=row.event,
+		payload={},
+		message_id=row.message_id,
+		docname=row.document_name,
+		origin_site=row.origin_site,
+		schema_version=envelope.SCHEMA_VERSION,
+	).headers()
+	return OutRecord(
+		ref=row.name, topic=row.topic, key=row.kafka_key, value=row.message.encode(), headers=headers
+	)
 
 
 def _site_publisher() -> Publisher | None:

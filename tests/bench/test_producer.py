@@ -151,6 +151,9 @@ def test_every_event_is_published_once_in_order(test_doctype, routes, kafka_on_s
 		m = next(m for m in msgs if (m.partition(), m.offset()) == (r.kafka_partition, r.kafka_offset))
 		body = json.loads(m.value())
 		assert body["Header"]["MessageId"] == r.message_id and m.key().decode() == r.kafka_key
+		headers = dict(m.headers())
+		assert headers["spine-message-id"] == r.message_id.encode() and headers["spine-event"] == r.event.encode()
+		assert headers["spine-doctype"] == test_doctype.encode()
 		assert body["Header"]["DocType"] == test_doctype and body["Header"]["Event"] == r.event
 		assert body["Payload"]["name"] in (a.name, b.name, new_b)
 	rename = next(
@@ -360,3 +363,55 @@ def test_unconfigured_doctype_capture_touches_no_database(routes, frappe_site):
 	finally:
 		frappe.db.sql = original
 	assert calls == []
+
+
+def test_backfill_publishes_existing_documents_in_batches(routes, kafka_on_site, kafka_bootstrap):
+	import frappe
+
+	from spine.spine_adapter.backfill import backfill
+
+	marker = unique("backfill")
+	names = [
+		frappe.get_doc({"doctype": "ToDo", "description": f"{marker} {i}"}).insert().name for i in range(25)
+	]
+	frappe.db.commit()  # written before the route exists: nothing captured yet
+	topic = unique("backfill-topic")
+	routes({"document_type": "ToDo", "topic": topic, "on_submit": 1})  # backfill ignores the event choice
+	with pytest.raises(frappe.ValidationError, match="no enabled row"):
+		backfill("Note")
+	steps = []
+	done = backfill(
+		"ToDo",
+		{"description": ["like", f"{marker}%"]},
+		batch_size=10,
+		progress=lambda n, t: steps.append((n, t)),
+	)
+	assert done == 25 and steps == [(10, 25), (20, 25), (25, 25)]
+	rows = outbox(topic=topic)
+	assert sorted(r.document_name for r in rows) == sorted(names) and {r.event for r in rows} == {"on_update"}
+	drain()
+	assert len(read_topic(kafka_bootstrap, topic, 25)) == 25
+
+
+@pytest.mark.slow
+def test_backfill_command(routes, kafka_on_site):
+	import frappe
+
+	marker = unique("cmd")
+	for i in range(3):
+		frappe.get_doc({"doctype": "ToDo", "description": f"{marker} {i}"}).insert()
+	frappe.db.commit()
+	topic = unique("backfill-cmd")
+	routes({"document_type": "ToDo", "topic": topic, "on_update": 1})
+	proc = BenchProcess(
+		"spine-backfill",
+		"ToDo",
+		"--filters",
+		json.dumps({"description": ["like", f"{marker}%"]}),
+		"--batch-size",
+		"2",
+	)
+	assert proc.proc.wait(120) == 0, proc.output()[-2000:]
+	assert "ToDo: 2 of 3 captured" in proc.output() and "ToDo: 3 documents captured" in proc.output()
+	frappe.db.rollback()
+	assert len(outbox(topic=topic)) == 3
