@@ -75,4 +75,29 @@ def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
 
 # --- operations commands (issue 5) ---
 
-commands = [spine_backfill, eventdispatcher, jsonworker]
+
+@click.command("spine-status")
+@click.option("--json", "as_json", is_flag=True, help="print the report as JSON (see README)")
+@click.option("--max-age", type=int, default=600, show_default=True, help="seconds a pending entry may wait")
+@click.option("--no-lag", is_flag=True, help="skip asking the broker for consumer lag")
+@pass_context
+def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
+	"""Backlog, counts by status, oldest pending age, consumer lag. Exit code 1 when something is stuck."""
+	import json
+
+	import frappe
+
+	from spine.spine_adapter.status import collect, render
+
+	frappe.init(site=get_site(context))
+	frappe.connect()
+	try:
+		report = collect(max_age_seconds=max_age, with_lag=not no_lag)
+	finally:
+		frappe.destroy()
+	click.echo(json.dumps(report, indent=1, default=str) if as_json else render(report))
+	if report["problems"]:
+		raise SystemExit(1)
+
+
+commands = [spine_backfill, eventdispatcher, jsonworker, spine_status]

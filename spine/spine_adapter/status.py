@@ -1,0 +1,121 @@
+"""What ``bench --site S spine-status`` reports: backlog, counts by status, oldest pending age, lag.
+
+``collect`` returns plain data (the ``--json`` output, documented in the README); ``problems``
+lists what makes the health check fail.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+from spine.config.kafka import split_kafka_conf
+from spine.spine_adapter import config_cache
+
+DEFAULT_MAX_AGE_SECONDS = 600
+
+
+def collect(max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS, with_lag: bool = True) -> dict[str, Any]:
+	"""A snapshot of Spine on this site; ``problems`` is empty when nothing is stuck."""
+	now = now_datetime()
+	counts: dict[str, dict[str, int]] = {"Inbound": {}, "Outbound": {}}
+	for direction, status, n in frappe.db.sql(
+		"SELECT direction, status, COUNT(*) FROM `tabMessage Log` GROUP BY direction, status"
+	):
+		counts.setdefault(direction, {})[status] = n
+
+	def oldest(direction: str, statuses: tuple[str, ...]) -> float | None:
+		created = frappe.db.sql(
+			f"""SELECT MIN(creation) FROM `tabMessage Log` WHERE direction = %s
+			AND status IN ({", ".join(["%s"] * len(statuses))})""",
+			(direction, *statuses),
+		)[0][0]
+		return round((now - created).total_seconds(), 1) if created else None
+
+	report: dict[str, Any] = {
+		"site": frappe.local.site,
+		"time": str(now),
+		"outbox_backlog": counts["Outbound"].get("Pending", 0),
+		"oldest_pending_outbound_seconds": oldest("Outbound", ("Pending",)),
+		"oldest_pending_inbound_seconds": oldest("Inbound", ("Pending", "Error")),
+		"counts": counts,
+		"consumer_lag": None,
+		"max_age_seconds": max_age_seconds,
+	}
+	if with_lag:
+		report["consumer_lag"] = _lag()
+	report["problems"] = problems(report)
+	return report
+
+
+def problems(report: dict[str, Any]) -> list[str]:
+	"""Human-readable reasons the health check fails; empty when healthy."""
+	limit = report["max_age_seconds"]
+	found = []
+	if (age := report["oldest_pending_outbound_seconds"]) is not None and age > limit:
+		found.append(
+			f"{report['outbox_backlog']} outbound events wait to be published; the oldest for {age:.0f}s "
+			f"(limit {limit}s): is the broker reachable and are `bench worker`/`bench schedule` running?"
+		)
+	if (age := report["oldest_pending_inbound_seconds"]) is not None and age > limit:
+		found.append(
+			f"inbound messages wait to be handled; the oldest for {age:.0f}s (limit {limit}s): "
+			"are the jsonworkers and `bench schedule` running?"
+		)
+	lag = report.get("consumer_lag") or {}
+	if lag.get("error"):
+		found.append(f"consumer lag unknown: {lag['error']}")
+	return found
+
+
+def _lag() -> dict[str, Any]:
+	topics = config_cache.consumer_settings()["topics"]
+	raw = frappe.conf.get("kafka")
+	if not topics or not raw:
+		return {"group": None, "total": 0, "partitions": []}
+	try:
+		settings = split_kafka_conf(raw, default_group_id=f"spine-{frappe.local.site}")
+		from spine.kafka.lag import group_lag
+
+		parts = group_lag({**settings.consumer, "socket.timeout.ms": 5000}, topics, timeout=5)
+	except Exception as e:
+		return {"group": (raw or {}).get("group.id"), "error": f"{type(e).__name__}: {e}"[:300]}
+	return {
+		"group": settings.consumer["group.id"],
+		"total": sum(p.lag for p in parts),
+		"partitions": [p.as_dict() for p in parts],
+	}
+
+
+def render(report: dict[str, Any]) -> str:
+	"""The report as text for a terminal."""
+	lines = [f"Spine on {report['site']} at {report['time']}"]
+	lines.append(
+		f"  outbox backlog: {report['outbox_backlog']} pending"
+		+ (
+			f", oldest {report['oldest_pending_outbound_seconds']:.0f}s"
+			if report["oldest_pending_outbound_seconds"]
+			else ""
+		)
+	)
+	if report["oldest_pending_inbound_seconds"] is not None:
+		lines.append(f"  oldest unhandled inbound message: {report['oldest_pending_inbound_seconds']:.0f}s")
+	for direction, by_status in report["counts"].items():
+		shown = ", ".join(f"{s} {n}" for s, n in sorted(by_status.items())) or "none"
+		lines.append(f"  {direction}: {shown}")
+	lag = report.get("consumer_lag")
+	if lag:
+		if lag.get("error"):
+			lines.append(f"  consumer lag: unknown ({lag['error']})")
+		else:
+			lines.append(f"  consumer group {lag['group']}: lag {lag['total']}")
+			for p in lag["partitions"]:
+				lines.append(
+					f"    {p['topic']}[{p['partition']}]: committed {p['committed']}, end {p['end']}, lag {p['lag']}"
+				)
+	lines.append(
+		"  status: " + ("STUCK\n  - " + "\n  - ".join(report["problems"]) if report["problems"] else "ok")
+	)
+	return "\n".join(lines)
