@@ -22,6 +22,7 @@ _COLUMNS = (
 	"message_id", "document_type", "document_name", "event", "topic", "kafka_key", "kafka_partition",
 	"kafka_offset", "origin_site", "attempts", "last_error", "message",
 )  # fmt: skip
+INLINE_PROCESS_SECONDS = 2.0
 _ROW_SQL = "(NEXTVAL(`message_log_id_seq`), " + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
 
 
@@ -33,13 +34,34 @@ def store_batch(site: str, records: list[Record], queue_name: str | None = None)
 		frappe.set_user("Administrator")
 		stored = store(records)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the rows must be durable before processing
-		if stored and queue_name:
-			from spine.spine_adapter import processor
-
-			processor.kick(queue_name)
+		if stored:
+			_process_now(queue_name)
 		return stored
 	finally:
 		frappe.destroy()
+
+
+def _process_now(queue_name: str | None) -> None:
+	"""Handle the new rows in this job (the site is already initialised: lowest latency).
+
+	Bounded by ``INLINE_PROCESS_SECONDS`` so slow handlers cannot stall ingest; what is left is
+	handed to a processing job on the same queue. A failure here never fails the intake job:
+	the rows are stored, and the scheduler or the next kick handles them.
+	"""
+	from spine.spine_adapter import processor
+
+	try:
+		done_all = (
+			processor.process(max_seconds=INLINE_PROCESS_SECONDS) is not None and not processor.has_due()
+		)
+	except Exception:
+		frappe.db.rollback()
+		frappe.logger("spine").warning(
+			"Spine intake: processing right after storing failed; kicking a processing job", exc_info=True
+		)
+		done_all = False
+	if not done_all and queue_name:
+		processor.kick(queue_name)
 
 
 def store(records: list[Record]) -> int:

@@ -27,11 +27,18 @@ MAX_RUN_SECONDS = 120
 _QUEUED_KEY = "spine:processor:queued"
 _JOB = "spine.spine_adapter.processor.run_job"
 
+# Due rows not waiting behind an earlier unfinished row of their document, so LIMIT never fills
+# up with blocked rows while newer documents wait.
 _CANDIDATES_SQL = """
-	SELECT name FROM `tabMessage Log`
-	WHERE direction = 'Inbound' AND status IN ('Pending', 'Error')
-		AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
-	ORDER BY name LIMIT %(limit)s
+	SELECT m.name FROM `tabMessage Log` m
+	WHERE m.direction = 'Inbound' AND m.status IN ('Pending', 'Error')
+		AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %(now)s)
+		AND NOT EXISTS (
+			SELECT 1 FROM `tabMessage Log` e
+			WHERE e.kafka_key = m.kafka_key AND e.status IN ('Pending', 'Processing', 'Error')
+				AND e.direction = 'Inbound' AND e.topic = m.topic
+				AND (e.kafka_partition, e.kafka_offset) < (m.kafka_partition, m.kafka_offset))
+	ORDER BY m.name LIMIT %(limit)s
 """
 _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
@@ -104,6 +111,13 @@ def process(max_seconds: float = MAX_RUN_SECONDS) -> int:
 		if not progressed:
 			break
 	return finished
+
+
+def has_due() -> bool:
+	"""Whether a due, unblocked Inbound row is waiting."""
+	found = bool(frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": 1}))
+	frappe.db.commit()  # nosemgrep: frappe-manual-commit - end the read transaction
+	return found
 
 
 def handle_one(name: int, settings: dict[str, Any], policy: RetryPolicy) -> bool:

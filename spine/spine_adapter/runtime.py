@@ -119,6 +119,7 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 
 
 def _worker_main(index: int, site: str, queue: str, burst: bool) -> None:
+	_preload_job_modules()
 	frappe.init(site=site)
 	try:
 		from frappe.utils.background_jobs import get_redis_conn
@@ -144,6 +145,17 @@ class _Worker(Worker):
 	def _install_signal_handlers(self):
 		super()._install_signal_handlers()
 		signal.signal(signal.SIGQUIT, self.request_stop)
+
+
+def _preload_job_modules() -> None:
+	"""Import what jobs use before RQ forks a work horse per job, so no job pays for the imports."""
+	import frappe.database.mariadb.database
+	import frappe.model.document
+	import frappe.query_builder
+	import frappe.utils.data
+
+	import spine.spine_adapter.intake
+	import spine.spine_adapter.processor
 
 
 def _setup_logging() -> None:
