@@ -76,6 +76,37 @@ def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
 # --- operations commands (issue 5) ---
 
 
+@click.command("spine-broker")
+@click.option("--port", type=int, default=9092, show_default=True)
+@click.option(
+	"--data-dir", default=None, help="where the broker keeps its data (default: a temporary folder)"
+)
+@pass_context
+def spine_broker(context, port: int, data_dir: str | None) -> None:
+	"""Run a local Kafka-protocol broker for development (needs: pip install noida-db); Ctrl-C stops it."""
+	import json
+	import signal
+
+	from spine.devbroker import BrokerStartError, LocalBroker
+
+	try:
+		broker = LocalBroker.start(data_dir, port=port)
+	except BrokerStartError as e:
+		raise click.ClickException(str(e)) from None
+	site = context.sites[0] if context.sites else "mysite.local"
+	block = json.dumps({"bootstrap.servers": broker.bootstrap_servers, "client.id": site})
+	click.echo(f"Kafka-protocol broker listening on {broker.bootstrap_servers} (data: {broker.data_dir})")
+	click.echo(f"Point a site at it:\n  bench --site {site} set-config -p kafka '{block}'")
+	click.echo("Ctrl-C stops it.")
+	signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop like Ctrl-C
+	try:
+		broker.process.wait()
+	except KeyboardInterrupt:
+		pass
+	finally:
+		broker.stop()
+
+
 @click.command("spine-status")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (see README)")
 @click.option("--max-age", type=int, default=600, show_default=True, help="seconds a pending entry may wait")
@@ -100,4 +131,4 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 		raise SystemExit(1)
 
 
-commands = [spine_backfill, eventdispatcher, jsonworker, spine_status]
+commands = [spine_backfill, eventdispatcher, jsonworker, spine_broker, spine_status]
