@@ -126,3 +126,51 @@ def produce(bootstrap: str, topic: str, items: list[tuple[str | None, bytes, lis
 		)
 		p.poll(0)
 	assert p.flush(30) == 0 and not errors, errors
+
+
+def restore_single(doctype: str, saved: dict, fields: tuple[str, ...] = ()) -> None:
+	"""Put a config single back as ``saved`` (its ``configs`` rows and ``fields``) and commit."""
+	import frappe
+
+	doc = frappe.get_single(doctype)
+	doc.set(
+		"configs",
+		[
+			{k: v for k, v in r.items() if k not in ("name", "parent", "creation", "modified")}
+			for r in saved["configs"]
+		],
+	)
+	for f in fields:
+		doc.set(f, saved.get(f))
+	doc.save(ignore_permissions=True)
+	frappe.db.commit()
+
+
+def assert_key_order(msgs: list, rows: list) -> None:
+	"""Per Kafka key, the messages' order in Kafka is the rows' capture order."""
+	import json
+
+	for key in {r.kafka_key for r in rows}:
+		in_kafka = [
+			json.loads(m.value())["Header"]["MessageId"]
+			for m in sorted(msgs, key=lambda m: m.offset())
+			if m.key().decode() == key
+		]
+		assert in_kafka == [r.message_id for r in rows if r.kafka_key == key], key
+
+
+def as_records(topic: str, envs: list) -> list[dict]:
+	"""Dispatcher-style records (partition 0, consecutive offsets) for envelopes."""
+	from spine import envelope
+
+	return [
+		{
+			"topic": topic,
+			"partition": 0,
+			"offset": i,
+			"key": e.key,
+			"value": envelope.encode(e).decode(),
+			"value_b64": False,
+		}
+		for i, e in enumerate(envs)
+	]

@@ -9,7 +9,15 @@ import signal
 import pytest
 
 from spine import envelope
-from tests.bench.helpers import BenchProcess, produce, site_kafka, unique, wait_for
+from tests.bench.helpers import (
+	BenchProcess,
+	as_records,
+	produce,
+	restore_single,
+	site_kafka,
+	unique,
+	wait_for,
+)
 
 DEMO = "spine.spine_adapter.demo_handlers"
 
@@ -30,18 +38,11 @@ def consumer_config(frappe_site):
 		frappe.db.commit()
 
 	yield configure
-	doc = frappe.get_single("Spine Consumer Config")
-	doc.set(
-		"configs",
-		[
-			{k: v for k, v in r.items() if k not in ("name", "parent", "creation", "modified")}
-			for r in saved.configs
-		],
+	restore_single(
+		"Spine Consumer Config",
+		saved,
+		("max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds", "test_mode"),
 	)
-	for f in ("max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds", "test_mode"):
-		doc.set(f, saved.get(f))
-	doc.save(ignore_permissions=True)
-	frappe.db.commit()
 
 
 @pytest.fixture
@@ -246,17 +247,7 @@ def test_handler_effects_and_status_commit_together(consumer_config, frappe_site
 	)
 	good, _ = spine_message(topic, "ToDo", "T-GOOD")
 	bad, _ = spine_message(topic, "ToDo", "T-BAD", {"fail_after_write": 1})
-	records = [
-		{
-			"topic": topic,
-			"partition": 0,
-			"offset": i,
-			"key": e.key,
-			"value": envelope.encode(e).decode(),
-			"value_b64": False,
-		}
-		for i, e in enumerate([good, bad])
-	]
+	records = as_records(topic, [good, bad])
 	assert intake.store(records) == 2
 	assert intake.store(records) == 0, "a redelivered batch stores nothing"
 	frappe.db.commit()
@@ -279,19 +270,7 @@ def test_concurrent_processors_never_handle_a_row_twice(consumer_config, frappe_
 	topic = unique("concurrent")
 	consumer_config({"topic": topic, "document_type": "Item", "event_handler": f"{DEMO}.record_call"})
 	envs = [spine_message(topic, "Item", f"I-{i % 10}")[0] for i in range(200)]
-	intake.store(
-		[
-			{
-				"topic": topic,
-				"partition": 0,
-				"offset": i,
-				"key": e.key,
-				"value": envelope.encode(e).decode(),
-				"value_b64": False,
-			}
-			for i, e in enumerate(envs)
-		]
-	)
+	intake.store(as_records(topic, envs))
 	frappe.db.commit()
 	procs = [BenchProcess("execute", "spine.spine_adapter.processor.process") for _ in range(3)]
 	for p in procs:

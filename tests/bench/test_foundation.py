@@ -9,6 +9,8 @@ import uuid
 
 import pytest
 
+from tests.bench.helpers import restore_single
+
 SPINE_DOCTYPES = (
 	"Message Log",
 	"Spine Producer Config",
@@ -103,17 +105,7 @@ def producer_config(frappe_site):
 	doc = frappe.get_single("Spine Producer Config")
 	saved = doc.as_dict()
 	yield doc
-	doc = frappe.get_single("Spine Producer Config")
-	doc.enabled = saved.enabled
-	doc.set(
-		"configs",
-		[
-			{k: v for k, v in row.items() if k not in ("name", "parent", "creation", "modified")}
-			for row in saved.configs
-		],
-	)
-	doc.save(ignore_permissions=True)
-	frappe.db.commit()
+	restore_single("Spine Producer Config", saved, ("enabled",))
 
 
 def test_saving_producer_config_clears_the_cache(producer_config):

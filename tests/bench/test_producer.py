@@ -7,7 +7,15 @@ import tempfile
 
 import pytest
 
-from tests.bench.helpers import BenchProcess, read_topic, site_kafka, unique, wait_for
+from tests.bench.helpers import (
+	BenchProcess,
+	assert_key_order,
+	read_topic,
+	restore_single,
+	site_kafka,
+	unique,
+	wait_for,
+)
 
 TEST_DOCTYPE = "Spine Test Order"
 ALL_EVENTS = dict(on_insert=1, on_update=1, on_submit=1, on_cancel=1, on_trash=1, after_rename=1)
@@ -64,17 +72,7 @@ def routes(frappe_site):
 		frappe.db.commit()
 
 	yield configure
-	doc = frappe.get_single("Spine Producer Config")
-	doc.enabled = saved.enabled
-	doc.set(
-		"configs",
-		[
-			{k: v for k, v in r.items() if k not in ("name", "parent", "creation", "modified")}
-			for r in saved.configs
-		],
-	)
-	doc.save(ignore_permissions=True)
-	frappe.db.commit()
+	restore_single("Spine Producer Config", saved, ("enabled",))
 
 
 @pytest.fixture
@@ -152,7 +150,10 @@ def test_every_event_is_published_once_in_order(test_doctype, routes, kafka_on_s
 		body = json.loads(m.value())
 		assert body["Header"]["MessageId"] == r.message_id and m.key().decode() == r.kafka_key
 		headers = dict(m.headers())
-		assert headers["spine-message-id"] == r.message_id.encode() and headers["spine-event"] == r.event.encode()
+		assert (
+			headers["spine-message-id"] == r.message_id.encode()
+			and headers["spine-event"] == r.event.encode()
+		)
 		assert headers["spine-doctype"] == test_doctype.encode()
 		assert body["Header"]["DocType"] == test_doctype and body["Header"]["Event"] == r.event
 		assert body["Payload"]["name"] in (a.name, b.name, new_b)
@@ -160,14 +161,7 @@ def test_every_event_is_published_once_in_order(test_doctype, routes, kafka_on_s
 		json.loads(m.value()) for m in msgs if json.loads(m.value())["Header"]["Event"] == "after_rename"
 	)
 	assert rename["Payload"]["rename_meta"] == {"old_name": b.name, "new_name": new_b, "merge": False}
-	# per key, Kafka order is capture order
-	for key in {r.kafka_key for r in rows}:
-		in_kafka = [
-			json.loads(m.value())["Header"]["MessageId"]
-			for m in sorted(msgs, key=lambda m: m.offset())
-			if m.key().decode() == key
-		]
-		assert in_kafka == [r.message_id for r in rows if r.kafka_key == key]
+	assert_key_order(msgs, rows)
 
 
 def test_rolled_back_save_publishes_nothing(test_doctype, routes, kafka_on_site, kafka_bootstrap):
@@ -273,13 +267,7 @@ def test_two_relays_at_once_neither_duplicate_nor_reorder(routes, kafka_on_site,
 	msgs = read_topic(kafka_bootstrap, topic, len(rows))
 	ids = [json.loads(m.value())["Header"]["MessageId"] for m in msgs]
 	assert len(ids) == len(set(ids)) == len(rows), "each event exactly once"
-	for key in {r.kafka_key for r in rows}:
-		in_kafka = [
-			json.loads(m.value())["Header"]["MessageId"]
-			for m in sorted(msgs, key=lambda m: m.offset())
-			if m.key().decode() == key
-		]
-		assert in_kafka == [r.message_id for r in rows if r.kafka_key == key]
+	assert_key_order(msgs, rows)
 
 
 @pytest.mark.slow
@@ -331,13 +319,7 @@ def test_broker_outage_loses_nothing_and_publishes_each_event_once(routes, frapp
 			ids = [json.loads(m.value())["Header"]["MessageId"] for m in msgs]
 			assert len(ids) == len(set(ids)) == len(rows), "every event once, none twice"
 			assert set(ids) == {r.message_id for r in rows}
-			for key in {r.kafka_key for r in rows}:
-				in_kafka = [
-					json.loads(m.value())["Header"]["MessageId"]
-					for m in sorted(msgs, key=lambda m: m.offset())
-					if m.key().decode() == key
-				]
-				assert in_kafka == [r.message_id for r in rows if r.kafka_key == key]
+			assert_key_order(msgs, rows)
 	finally:
 		broker.stop()
 		import shutil
