@@ -174,3 +174,17 @@ def as_records(topic: str, envs: list) -> list[dict]:
 		}
 		for i, e in enumerate(envs)
 	]
+
+
+def ensure_user(email: str, role: str) -> str:
+	"""A test user with one role, kept between runs (Frappe refuses to delete the last System Manager)."""
+	import frappe
+
+	if not frappe.db.exists("User", email):
+		user = frappe.get_doc(
+			{"doctype": "User", "email": email, "first_name": "Spine", "send_welcome_email": 0}
+		)
+		user.append("roles", {"role": role})
+		user.insert(ignore_permissions=True)
+		frappe.db.commit()
+	return email

@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.bench.helpers import restore_single
+from tests.bench.helpers import ensure_user, restore_single
 
 SPINE_DOCTYPES = (
 	"Message Log",
@@ -69,25 +69,11 @@ def by_key_unique(rows, key_name) -> bool:
 	return any(r.Key_name == key_name and not r.Non_unique for r in rows)
 
 
-def _user(email: str, role: str) -> str:
-	"""A test user with one role, kept between runs (Frappe refuses to delete the last System Manager)."""
-	import frappe
-
-	if not frappe.db.exists("User", email):
-		user = frappe.get_doc(
-			{"doctype": "User", "email": email, "first_name": "Spine", "send_welcome_email": 0}
-		)
-		user.append("roles", {"role": role})
-		user.insert(ignore_permissions=True)
-		frappe.db.commit()
-	return email
-
-
 def test_only_system_manager_can_read_logs_and_edit_configs(frappe_site):
 	import frappe
 
-	other = _user("spine-blogger@example.com", "Blogger")
-	manager = _user("spine-system-manager@example.com", "System Manager")
+	other = ensure_user("spine-blogger@example.com", "Blogger")
+	manager = ensure_user("spine-system-manager@example.com", "System Manager")
 	for dt in ("Message Log", "Spine Producer Config", "Spine Consumer Config"):
 		assert not frappe.has_permission(dt, "read", user=other), dt
 		assert not frappe.has_permission(dt, "write", user=other), dt

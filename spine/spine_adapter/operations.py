@@ -1,0 +1,85 @@
+"""Operator actions on Message Log entries: Retry, Replay, Republish (single or bulk, from Desk).
+
+Each action changes only entries in the statuses it applies to, notes who did what in
+``last_error``, and kicks the pipeline after the commit so the entries move promptly.
+"""
+
+from __future__ import annotations
+
+import frappe
+from frappe.utils import now_datetime
+
+from spine import envelope
+from spine.spine_adapter import capture
+
+# action -> (direction, statuses it applies to)
+ACTIONS = {
+	"retry": ("Inbound", ("Error", "Failed")),
+	"replay": ("Inbound", ("Processed", "Skipped")),
+	"republish": ("Outbound", ("Failed", "Published")),
+}
+
+
+def apply(action: str, names: list[int | str]) -> dict[str, int]:
+	"""Apply ``action`` to the entries ``names``; returns ``{"changed": n, "ignored": m}``.
+
+	Entries of the wrong direction or status are ignored (counted, not changed). Republishing a
+	Published entry creates a new Outbound entry with a new message id (the consumer drops a
+	repeated id); a Failed one is sent again as it is.
+	"""
+	if action not in ACTIONS:
+		frappe.throw(f"unknown action {action!r}; use one of {', '.join(ACTIONS)}")
+	direction, statuses = ACTIONS[action]
+	rows = frappe.get_all(
+		"Message Log",
+		filters={"name": ("in", [int(n) for n in names]), "direction": direction, "status": ("in", statuses)},
+		fields=["name", "status", "last_error", "message", "topic", "kafka_key", "document_type", "document_name",
+			"event", "origin_site"],
+	)  # fmt: skip
+	note = f"{action.capitalize()} by {frappe.session.user} at {now_datetime():%Y-%m-%d %H:%M:%S}"
+	for row in rows:
+		if action == "republish" and row.status == "Published":
+			_republish_copy(row, note)
+			continue
+		frappe.db.set_value(
+			"Message Log",
+			row.name,
+			{
+				"status": "Pending",
+				"attempts": 0,
+				"next_attempt_at": None,
+				"last_error": f"{note}; before: {row.status}"
+				+ (f"\n{row.last_error}" if row.last_error else ""),
+			},
+			update_modified=True,
+		)
+	if rows:
+		_kick_after_commit(direction)
+	return {"changed": len(rows), "ignored": len(names) - len(rows)}
+
+
+def _republish_copy(row, note: str) -> None:
+	body = frappe.parse_json(row.message)
+	new_id = envelope.new_message_id()
+	body["Header"]["MessageId"] = new_id
+	frappe.db.sql(
+		capture.INSERT_SQL,
+		{
+			"now": now_datetime(), "user": frappe.session.user, "message_id": new_id,
+			"doctype": row.document_type, "docname": row.document_name, "event": row.event,
+			"topic": row.topic, "key": row.kafka_key, "origin_site": row.origin_site,
+			"message": frappe.as_json(body, indent=None),
+		},
+	)  # fmt: skip
+	frappe.db.set_value("Message Log", row.name, "last_error", f"{note}: sent again as message {new_id}")
+
+
+def _kick_after_commit(direction: str) -> None:
+	if direction == "Outbound":
+		from spine.spine_adapter import relay
+
+		frappe.db.after_commit.add(relay.kick)
+	else:
+		frappe.enqueue(
+			"spine.spine_adapter.processor.process_scheduled", queue="short", enqueue_after_commit=True
+		)
