@@ -26,7 +26,8 @@ scheduler_events = {
 			"spine.spine_adapter.relay.drain_scheduled",
 			"spine.spine_adapter.processor.process_scheduled",
 		]
-	}
+	},
+	"daily": ["spine.spine_adapter.retention.purge_daily"],
 }
 
 # --- operations (issue 5) ---

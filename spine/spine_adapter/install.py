@@ -4,7 +4,7 @@ import frappe
 
 from spine.spine_adapter import config_cache
 
-SINGLE_DOCTYPES = ("Spine Producer Config", "Spine Consumer Config")
+SINGLE_DOCTYPES = ("Spine Producer Config", "Spine Consumer Config", "Spine Settings")
 
 
 def before_uninstall() -> None:

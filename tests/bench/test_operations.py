@@ -112,3 +112,50 @@ def test_retry_replay_republish_apply_only_where_they_fit(frappe_site):
 		frappe.set_user("Administrator")
 		frappe.db.delete("Message Log", {"topic": topic})
 		frappe.db.commit()
+
+
+def test_retention_purge_deletes_only_old_finished_entries_in_batches(frappe_site):
+	import datetime
+
+	import frappe
+
+	from spine.spine_adapter import retention
+
+	settings = frappe.get_single("Spine Settings")
+	saved = (settings.keep_done_days, settings.keep_failed_days, settings.purge_batch_size)
+	topic = unique("retention")
+	now = frappe.utils.now_datetime()
+	rows = {}
+	for status, direction, age_days in [
+		("Processed", "Inbound", 40), ("Published", "Outbound", 40), ("Skipped", "Inbound", 40),
+		("Processed", "Inbound", 5), ("Failed", "Inbound", 40), ("Failed", "Inbound", 100), ("Invalid", "Inbound", 100),
+		("Pending", "Outbound", 400), ("Error", "Inbound", 400),
+	]:  # fmt: skip
+		name = _insert(direction, status, topic)
+		frappe.db.sql(
+			"UPDATE `tabMessage Log` SET modified = %s WHERE name = %s",
+			(now - datetime.timedelta(days=age_days), name),
+		)
+		rows[(status, age_days)] = name
+	frappe.db.commit()
+	try:
+		settings.keep_done_days, settings.keep_failed_days, settings.purge_batch_size = 30, 90, 100
+		settings.save()
+		frappe.db.sql(
+			"UPDATE `tabSingles` SET value = 2 WHERE doctype = 'Spine Settings' AND field = 'purge_batch_size'"
+		)
+		frappe.db.commit()  # batch of 2 (below the form's minimum) to exercise several batches
+		retention.purge(now)
+		left = {r.name for r in frappe.get_all("Message Log", filters={"topic": topic}, fields=["name"])}
+		assert left == {
+			rows[("Processed", 5)],
+			rows[("Failed", 40)],
+			rows[("Pending", 400)],
+			rows[("Error", 400)],
+		}
+	finally:
+		settings = frappe.get_single("Spine Settings")
+		settings.keep_done_days, settings.keep_failed_days, settings.purge_batch_size = saved
+		settings.save()
+		frappe.db.delete("Message Log", {"topic": topic})
+		frappe.db.commit()

@@ -35,3 +35,5 @@ def on_doctype_update():
 	)
 	# per-document order: is there an earlier unfinished entry with this key?
 	frappe.db.add_index("Message Log", ["kafka_key", "status"])
+	# retention purge and the "last hour" cards: WHERE status IN (...) AND modified < cutoff
+	frappe.db.add_index("Message Log", ["status", "modified"])
