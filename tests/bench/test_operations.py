@@ -159,3 +159,45 @@ def test_retention_purge_deletes_only_old_finished_entries_in_batches(frappe_sit
 		settings.save()
 		frappe.db.delete("Message Log", {"topic": topic})
 		frappe.db.commit()
+
+
+def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, kafka_bootstrap):
+	import frappe
+
+	from spine.spine_adapter.connection import check_connection, create_missing_topics
+	from tests.bench.helpers import restore_single, site_kafka
+
+	topic = unique("checked")
+	doc = frappe.get_single("Spine Consumer Config")
+	saved = doc.as_dict()
+	doc.set(
+		"configs",
+		[
+			{
+				"topic": topic,
+				"document_type": "Item",
+				"event_handler": "spine.spine_adapter.demo_handlers.noop",
+			}
+		],
+	)
+	doc.save()
+	frappe.db.commit()
+	try:
+		with site_kafka(kafka_bootstrap):
+			report = check_connection("Spine Consumer Config")
+			assert report["ok"] and report["topics"] == [
+				{"topic": topic, "exists": False, "partitions": None}
+			]
+			assert create_missing_topics("Spine Consumer Config") == {topic: None}
+			assert check_connection("Spine Consumer Config")["topics"][0]["exists"] is True
+		with site_kafka("127.0.0.1:1"):
+			down = check_connection("Spine Consumer Config")
+			assert down["ok"] is False and "did not answer" in down["error"]
+		with pytest.raises(frappe.ValidationError):
+			check_connection("User")
+		frappe.set_user(ensure_user("spine-blogger@example.com", "Blogger"))
+		with pytest.raises(frappe.PermissionError):
+			check_connection("Spine Consumer Config")
+	finally:
+		frappe.set_user("Administrator")
+		restore_single("Spine Consumer Config", saved)
