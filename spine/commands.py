@@ -107,6 +107,35 @@ def spine_broker(context, port: int, data_dir: str | None) -> None:
 		broker.stop()
 
 
+@click.command("spine-processes")
+@click.option("--queue", default="kafka_events", show_default=True)
+@click.option("--numworkers", type=int, default=2, show_default=True)
+@click.option(
+	"--supervisor", "as_supervisor", is_flag=True, help="print a supervisor config instead of Procfile lines"
+)
+@click.option("--write", is_flag=True, help="append the Procfile lines to the bench's Procfile")
+@pass_context
+def spine_processes(context, queue: str, numworkers: int, as_supervisor: bool, write: bool) -> None:
+	"""Procfile or supervisor entries for this site's eventdispatcher and jsonworker."""
+	import getpass
+	import os
+	from pathlib import Path
+
+	from spine.processes import add_to_procfile, procfile_lines, supervisor_conf
+
+	site = get_site(context)
+	bench_path = os.path.abspath(os.path.join(os.getcwd(), ".."))  # bench runs commands from sites/
+	if as_supervisor:
+		click.echo(supervisor_conf(site, queue, numworkers, bench_path, getpass.getuser()))
+		return
+	lines = procfile_lines(site, queue, numworkers)
+	if write:
+		added = add_to_procfile(Path(bench_path) / "Procfile", lines)
+		click.echo(f"Procfile: added {len(added)} line(s)" + ("".join(f"\n  {a}" for a in added)))
+	else:
+		click.echo("\n".join(lines))
+
+
 @click.command("spine-status")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (see README)")
 @click.option("--max-age", type=int, default=600, show_default=True, help="seconds a pending entry may wait")
@@ -131,4 +160,4 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 		raise SystemExit(1)
 
 
-commands = [spine_backfill, eventdispatcher, jsonworker, spine_broker, spine_status]
+commands = [spine_backfill, eventdispatcher, jsonworker, spine_broker, spine_processes, spine_status]

@@ -201,3 +201,12 @@ def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, k
 	finally:
 		frappe.set_user("Administrator")
 		restore_single("Spine Consumer Config", saved)
+
+
+def test_spine_processes_prints_procfile_and_supervisor_entries(frappe_site):
+	proc = BenchProcess("spine-processes", "--queue", "kafka_events", "--numworkers", "2")
+	assert proc.proc.wait(60) == 0, proc.output()
+	assert "eventdispatcher --queue kafka_events --numworkers 2" in proc.output()
+	assert "jsonworker --queue kafka_events --numworkers 2" in proc.output()
+	sup = BenchProcess("spine-processes", "--supervisor")
+	assert sup.proc.wait(60) == 0 and sup.output().count("stopsignal=QUIT") == 2
