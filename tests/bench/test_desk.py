@@ -114,12 +114,30 @@ def test_forms_and_log_render(desk):
 	assert "Check connection" in driver.page_source
 	_open(driver, base + "/app/spine-consumer-config", "Spine Consumer Config", shots, "consumer-config.png")
 	assert "Max attempts" in driver.page_source
-	_open(driver, base + "/app/message-log", "Message Log", shots, "message-log-list.png")
-	wait_for(
-		lambda: driver.find_elements(By.CSS_SELECTOR, ".list-row .indicator-pill"),
-		30,
-		what="status indicators",
-	)
+	import frappe
+
+	from tests.bench.test_operations import _insert
+
+	topic = unique("desk-list")  # explicit filter: Desk remembers a user's last list filters
+	for status in ("Processed", "Error", "Invalid"):
+		_insert("Inbound", status, topic)
+	frappe.db.commit()
+	try:
+		_open(driver, f"{base}/app/message-log?topic={topic}", "Message Log", shots, "message-log-list.png")
+
+		def pills():
+			found = driver.find_elements(By.CSS_SELECTOR, ".list-row .indicator-pill")
+			return found if len(found) >= 3 else None
+
+		colours = {
+			p.text.strip(): p.get_attribute("class") for p in wait_for(pills, 30, what="status indicators")
+		}
+		assert (
+			"green" in colours["Processed"] and "red" in colours["Error"] and "purple" in colours["Invalid"]
+		)
+	finally:
+		frappe.db.delete("Message Log", {"topic": topic})
+		frappe.db.commit()
 
 
 def test_retry_from_the_list(desk):
@@ -160,3 +178,30 @@ def test_retry_from_the_list(desk):
 	finally:
 		frappe.db.delete("Message Log", {"topic": topic})
 		frappe.db.commit()
+
+
+def test_spine_workspace_shows_cards_and_charts(desk):
+	from selenium.webdriver.common.by import By
+
+	driver, base, shots = desk
+	driver.get(base + "/app/spine")
+	cards = wait_for(
+		lambda: (c := driver.find_elements(By.CSS_SELECTOR, ".number-widget-box")) and len(c) >= 7 and c,
+		60,
+		what="the seven number cards",
+	)
+	wait_for(lambda: all(c.find_elements(By.CSS_SELECTOR, ".number") for c in cards), 30, what="card numbers")
+	wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".chart-wrapper svg, .chart-container svg")) >= 2,
+		60, what="both charts drawn")  # fmt: skip
+	time.sleep(1)
+	driver.save_screenshot(os.path.join(shots, "workspace.png"))
+	labels = " ".join(c.text for c in cards).upper()  # Desk shows card labels in capitals
+	for label in (
+		"Pending Inbound",
+		"Pending Outbound",
+		"Errors",
+		"Failed",
+		"Processed Last Hour",
+		"Consumer Lag",
+	):
+		assert label.upper() in labels, label
