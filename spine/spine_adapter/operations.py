@@ -41,17 +41,15 @@ def apply(action: str, names: list[int | str]) -> dict[str, int]:
 		if action == "republish" and row.status == "Published":
 			_republish_copy(row, note)
 			continue
-		frappe.db.set_value(
-			"Message Log",
-			row.name,
-			{
-				"status": "Pending",
-				"attempts": 0,
-				"next_attempt_at": None,
-				"last_error": f"{note}; before: {row.status}"
-				+ (f"\n{row.last_error}" if row.last_error else ""),
-			},
-			update_modified=True,
+		frappe.db.sql(
+			"""UPDATE `tabMessage Log` SET status = 'Pending', attempts = 0, next_attempt_at = NULL, last_error = %s,
+			attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s WHERE name = %s""",
+			(
+				f"{note}; before: {row.status}" + (f"\n{row.last_error}" if row.last_error else ""),
+				f"{now_datetime():%Y-%m-%d %H:%M:%S} {action} by {frappe.session.user} (was {row.status})",
+				now_datetime(),
+				row.name,
+			),
 		)
 	if rows:
 		_kick_after_commit(direction)

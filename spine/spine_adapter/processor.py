@@ -207,10 +207,14 @@ def _record_failure(row, error: Exception, tb: str, policy: RetryPolicy) -> None
 	else:
 		status, next_at = "Error", policy.next_attempt_at(attempts, now)
 		outcome = f"will retry at {next_at:%Y-%m-%d %H:%M:%S}"
+	line = (
+		f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {type(error).__name__}: {str(error)[:200]}; {outcome}"
+	)
 	frappe.db.sql(
 		"""UPDATE `tabMessage Log` SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,
-		modified = %s WHERE name = %s AND status IN ('Pending', 'Error')""",
-		(status, attempts, next_at, tb, now, row.name),
+		attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
+		WHERE name = %s AND status IN ('Pending', 'Error')""",
+		(status, attempts, next_at, tb, line, now, row.name),
 	)
 	frappe.db.commit()  # nosemgrep: frappe-manual-commit - the failure must be recorded even if nothing else commits
 	frappe.logger("spine").warning(

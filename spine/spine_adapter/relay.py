@@ -154,17 +154,18 @@ def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) ->
 			continue
 		failed_keys.add(row.kafka_key)
 		attempts = (row.attempts or 0) + 1
+		line = f"{now:%Y-%m-%d %H:%M:%S} delivery {attempts}: {d.error}"
 		if d.retriable:
 			frappe.db.sql(
-				"""UPDATE `tabMessage Log` SET attempts = %s, next_attempt_at = %s, last_error = %s, modified = %s
-				WHERE name = %s AND status = 'Pending'""",
-				(attempts, DELIVERY_RETRY.next_attempt_at(attempts, now), d.error, now, row.name),
+				"""UPDATE `tabMessage Log` SET attempts = %s, next_attempt_at = %s, last_error = %s, modified = %s,
+				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
+				(attempts, DELIVERY_RETRY.next_attempt_at(attempts, now), d.error, now, line, row.name),
 			)
 		else:
 			frappe.db.sql(
-				"""UPDATE `tabMessage Log` SET status = 'Failed', attempts = %s, last_error = %s, modified = %s
-				WHERE name = %s AND status = 'Pending'""",
-				(attempts, f"{d.error} (not retried: fix the cause, then Republish)", now, row.name),
+				"""UPDATE `tabMessage Log` SET status = 'Failed', attempts = %s, last_error = %s, modified = %s,
+				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
+				(attempts, f"{d.error} (not retried: fix the cause, then Republish)", now, line, row.name),
 			)
 		frappe.logger("spine").warning(
 			"Spine relay: event %s (%s) to topic %s not delivered: %s; %s",

@@ -229,6 +229,11 @@ def test_retries_failures_and_per_document_order(
 	assert "demo failure 2 of 2" in rows[twice.message_id].last_error
 	assert rows[always.message_id].status == "Failed" and rows[always.message_id].attempts == 3
 	assert "RuntimeError" in rows[always.message_id].last_error
+	import frappe
+
+	history = frappe.db.get_value("Message Log", rows[always.message_id].name, "attempt_history").splitlines()
+	assert len(history) == 3 and "attempt 1" in history[0] and "will retry" in history[0]
+	assert "marked Failed after 3 attempts" in history[2]
 	assert rows[after_always.message_id].status == "Processed", "a Failed event no longer blocks its document"
 	order = calls()
 	assert order.index(other.message_id) < order.index(twice.message_id)

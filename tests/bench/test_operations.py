@@ -84,6 +84,8 @@ def test_retry_replay_republish_apply_only_where_they_fit(frappe_site):
 		assert row.status == "Pending" and row.attempts == 0
 		assert row.last_error.startswith("Retry by Administrator") and "before: Failed" in row.last_error
 		assert "boom" in row.last_error, "the earlier error stays readable"
+		history = frappe.db.get_value("Message Log", failed, "attempt_history")
+		assert "retry by Administrator (was Failed)" in history
 
 		assert bulk_action("replay", [processed])["changed"] == 1
 		assert frappe.db.get_value("Message Log", processed, "status") == "Pending"
@@ -210,3 +212,31 @@ def test_spine_processes_prints_procfile_and_supervisor_entries(frappe_site):
 	assert "jsonworker --queue kafka_events --numworkers 2" in proc.output()
 	sup = BenchProcess("spine-processes", "--supervisor")
 	assert sup.proc.wait(60) == 0 and sup.output().count("stopsignal=QUIT") == 2
+
+
+@pytest.mark.slow
+def test_dispatcher_and_worker_stop_cleanly_on_sigquit(frappe_site, kafka_bootstrap):
+	"""supervisor's stopsignal=QUIT reaches the main process only; it passes it on and every child exits 0."""
+	import os
+
+	from tests.bench.helpers import site_kafka
+
+	queue = unique("q")
+	with site_kafka(kafka_bootstrap, **{"group.id": unique("quit-group")}):
+		dispatcher = BenchProcess("eventdispatcher", "--queue", queue, "--numworkers", "2")
+		worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
+		try:
+			wait_for(
+				lambda: dispatcher.output().count("eventdispatcher-") >= 2,
+				60,
+				what=lambda: dispatcher.output(),
+			)
+			wait_for(lambda: worker.output().count("executing jobs") == 2, 60, what=lambda: worker.output())
+			for proc in (dispatcher, worker):
+				os.kill(proc.proc.pid, signal.SIGQUIT)
+			assert dispatcher.proc.wait(60) == 0, dispatcher.output()[-2000:]
+			assert worker.proc.wait(60) == 0, worker.output()[-2000:]
+			assert dispatcher.output().count("stopped after handing over") == 2
+		finally:
+			dispatcher.stop()
+			worker.stop()
