@@ -22,6 +22,13 @@ from spine import envelope
 DEMO = "spine.spine_adapter.demo_handlers"
 
 
+def bench_envelope(topic: str, docname: str, payload: dict) -> tuple[str, str, bytes, list]:
+	"""(message id, key, value, headers) of a Spine message from a pretend remote site."""
+	env = envelope.build(doctype="Item", docname=docname, event="on_update", topic=topic,
+		payload={"name": docname, **payload}, origin="bench", origin_site="bench.remote")  # fmt: skip
+	return env.message_id, env.key, envelope.encode(env), env.headers()
+
+
 def start(*args: str) -> subprocess.Popen:
 	log = tempfile.NamedTemporaryFile(prefix="spine-bench-", suffix=".log", delete=False)
 	return subprocess.Popen(
@@ -88,16 +95,8 @@ def main() -> None:
 
 			producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
 			for i in range(args.messages):
-				env = envelope.build(
-					doctype="Item",
-					docname=f"B-{i % 500}",
-					event="on_update",
-					topic=topic,
-					payload={"name": f"B-{i % 500}", "i": i},
-					origin="bench",
-					origin_site="bench.remote",
-				)
-				producer.produce(topic, envelope.encode(env), key=env.key, headers=env.headers())
+				_, key, value, headers = bench_envelope(topic, f"B-{i % 500}", {"i": i})
+				producer.produce(topic, value, key=key, headers=headers)
 				producer.poll(0)
 			assert producer.flush(60) == 0
 
@@ -127,17 +126,9 @@ def main() -> None:
 			frappe.cache.delete_value(CALLS_KEY)
 			sent: dict[str, float] = {}
 			for i in range(args.latency_samples):
-				env = envelope.build(
-					doctype="Item",
-					docname=f"L-{i}",
-					event="on_update",
-					topic=latency_topic,
-					payload={"name": f"L-{i}"},
-					origin="bench",
-					origin_site="bench.remote",
-				)
-				sent[env.message_id] = time.time()
-				producer.produce(latency_topic, envelope.encode(env), key=env.key, headers=env.headers())
+				message_id, key, value, headers = bench_envelope(latency_topic, f"L-{i}", {})
+				sent[message_id] = time.time()
+				producer.produce(latency_topic, value, key=key, headers=headers)
 				producer.flush(10)
 				time.sleep(0.25)
 			deadline = time.monotonic() + 60

@@ -25,6 +25,43 @@ def check_connection(config: str) -> dict[str, Any]:
 
 
 @frappe.whitelist()
+def show_connection(config: str) -> dict[str, Any]:
+	"""Desk button: the report as a dialog, offering to create missing topics."""
+	report = check_connection(config)
+	rows = "".join(
+		f"<tr><td>{frappe.utils.escape_html(t['topic'])}</td><td>"
+		+ (
+			"unknown"
+			if t["exists"] is None
+			else f"exists ({t['partitions']} partitions)"
+			if t["exists"]
+			else "missing"
+		)
+		+ "</td></tr>"
+		for t in report["topics"]
+	)
+	head = (
+		f"The broker answers ({report['brokers']} brokers)."
+		if report["ok"]
+		else f"The broker does not answer: {frappe.utils.escape_html(report['error'] or '')}"
+	)
+	missing = [t["topic"] for t in report["topics"] if t["exists"] is False]
+	frappe.msgprint(
+		f"<p>{head}</p><table class='table table-bordered'><tr><th>Topic</th><th>State</th></tr>{rows}</table>",
+		title="Kafka connection",
+		indicator="green" if report["ok"] else "red",
+		primary_action={
+			"label": f"Create {len(missing)} missing topics",
+			"server_action": "spine.spine_adapter.connection.create_missing_topics",
+			"args": {"config": config},
+		}
+		if report["ok"] and missing
+		else None,
+	)
+	return report
+
+
+@frappe.whitelist()
 def create_missing_topics(config: str, partitions: int = 3, replication: int = 1) -> dict[str, str | None]:
 	"""Create the topics of ``config`` that do not exist; ``{topic: None or error}``."""
 	frappe.only_for("System Manager")
@@ -34,7 +71,14 @@ def create_missing_topics(config: str, partitions: int = 3, replication: int = 1
 	if admin is None:
 		frappe.throw(topics)
 	missing = [t["topic"] for t in check(admin, topics)["topics"] if t["exists"] is False]
-	return create_topics(admin, missing, int(partitions), int(replication)) if missing else {}
+	result = create_topics(admin, missing, int(partitions), int(replication)) if missing else {}
+	if result:
+		frappe.msgprint(
+			"<br>".join(f"{t}: {'created' if err is None else err}" for t, err in result.items()),
+			title="Topics",
+			indicator="green" if all(e is None for e in result.values()) else "red",
+		)
+	return result
 
 
 def _admin_and_topics(config: str) -> tuple[dict | None, Any]:

@@ -112,6 +112,20 @@ def test_forms_and_log_render(desk):
 	driver, base, shots = desk
 	_open(driver, base + "/app/spine-producer-config", "Spine Producer Config", shots, "producer-config.png")
 	assert "Check connection" in driver.page_source
+	button = [
+		b
+		for b in driver.find_elements(By.CSS_SELECTOR, ".page-actions button")
+		if b.text.strip() == "Check connection"
+	]
+	button[0].click()
+	wait_for(
+		lambda: any(
+			"Kafka connection" in t.text for t in driver.find_elements(By.CSS_SELECTOR, ".modal-title")
+		),
+		30,
+		what="the Check connection dialog",
+	)
+	driver.save_screenshot(os.path.join(shots, "check-connection.png"))
 	_open(driver, base + "/app/spine-consumer-config", "Spine Consumer Config", shots, "consumer-config.png")
 	assert "Max attempts" in driver.page_source
 	import frappe

@@ -192,6 +192,11 @@ def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, k
 			]
 			assert create_missing_topics("Spine Consumer Config") == {topic: None}
 			assert check_connection("Spine Consumer Config")["topics"][0]["exists"] is True
+			from spine.spine_adapter.connection import show_connection
+
+			frappe.local.message_log = []
+			assert show_connection("Spine Consumer Config")["ok"]
+			assert "exists (3 partitions)" in str(frappe.local.message_log[-1])
 		with site_kafka("127.0.0.1:1"):
 			down = check_connection("Spine Consumer Config")
 			assert down["ok"] is False and "did not answer" in down["error"]

@@ -138,7 +138,7 @@ def test_every_event_is_published_once_in_order(test_doctype, routes, kafka_on_s
 	]  # fmt: skip
 	assert not outbox(document_type="ToDo", document_name=todo.name)
 
-	assert drain() == len(rows)
+	assert drain() >= len(rows)  # rows other tests left Pending may go out too
 	published = outbox(topic=topic)
 	assert {r.status for r in published} == {"Published"}
 	msgs = read_topic(kafka_bootstrap, topic, len(rows))
@@ -287,7 +287,8 @@ def test_broker_outage_loses_nothing_and_publishes_each_event_once(routes, frapp
 			# create the topic while the broker is up, so the outage is the only problem
 			frappe.get_doc({"doctype": "ToDo", "description": "warm-up"}).insert()
 			frappe.db.commit()
-			assert drain() == 1
+			drain()
+			assert [r.status for r in outbox(topic=topic)] == ["Published"]
 			broker.stop()
 
 			todos = [frappe.get_doc({"doctype": "ToDo", "description": f"o{i}"}).insert() for i in range(50)]
@@ -299,8 +300,10 @@ def test_broker_outage_loses_nothing_and_publishes_each_event_once(routes, frapp
 				frappe.db.commit()  # each user's save commits while Kafka is down
 			rows = outbox(topic=topic)
 			assert len(rows) == 1 + 50 * 20
-			assert drain() == 0, "nothing can be confirmed while the broker is down"
-			pending = outbox(topic=topic, status="Pending")
+			drain()
+			pending = outbox(
+				topic=topic, status="Pending"
+			)  # nothing can be confirmed while the broker is down
 			assert len(pending) == 1000 and any(r.attempts for r in pending)
 
 			broker = LocalBroker.start(data_dir, port=port)
