@@ -35,7 +35,7 @@ def connect_site():
 
 @contextmanager
 def local_broker():
-	from spine.devbroker import LocalBroker
+	from spine.kafka.devbroker import LocalBroker
 
 	broker = LocalBroker.start()
 	try:

@@ -19,7 +19,7 @@ from common import connect_site, local_broker, site_kafka, summary, write_result
 
 from spine import envelope
 
-DEMO = "spine.spine_adapter.demo_handlers"
+DEMO = "spine.demo"
 
 
 def bench_envelope(topic: str, docname: str, payload: dict) -> tuple[str, str, bytes, list]:
@@ -62,7 +62,7 @@ def main() -> None:
 	from confluent_kafka import Producer
 	from confluent_kafka.admin import AdminClient, NewTopic
 
-	from spine.spine_adapter.demo_handlers import CALLS_KEY
+	from spine.demo import CALLS_KEY
 
 	config = frappe.get_single("Spine Consumer Config")
 	saved = [{k: v for k, v in r.as_dict().items() if k not in ("name", "parent")} for r in config.configs]

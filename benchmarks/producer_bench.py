@@ -23,7 +23,8 @@ def main() -> None:
 	out = str((__import__("pathlib").Path.cwd() / args.out).resolve())
 
 	frappe = connect_site()
-	from spine.spine_adapter import capture, config_cache, relay
+	from spine.producer import capture, relay
+	from spine.settings import config_cache
 
 	config = frappe.get_single("Spine Producer Config")
 	saved_rows = [

@@ -6,7 +6,7 @@ Frappe finds them through the module-level ``commands`` list.
 import click
 from frappe.commands import get_site, pass_context
 
-# --- producer commands (issue 3) ---
+# --- producer commands ---
 
 
 @click.command("spine-backfill")
@@ -27,7 +27,7 @@ def spine_backfill(context, doctype: str, filters: str | None, batch_size: int, 
 
 	import frappe
 
-	from spine.spine_adapter.backfill import backfill
+	from spine.producer.backfill import backfill
 
 	site = get_site(context)
 	frappe.init(site=site)
@@ -47,7 +47,7 @@ def spine_backfill(context, doctype: str, filters: str | None, batch_size: int, 
 		frappe.destroy()
 
 
-# --- consumer commands (issue 4) ---
+# --- consumer commands ---
 
 
 @click.command("eventdispatcher")
@@ -56,7 +56,7 @@ def spine_backfill(context, doctype: str, filters: str | None, batch_size: int, 
 @pass_context
 def eventdispatcher(context, queue: str, numworkers: int) -> None:
 	"""Read the topics of Spine Consumer Config and hand the messages to the jsonworkers' queue."""
-	from spine.spine_adapter.runtime import run_dispatchers
+	from spine.consumer.processes import run_dispatchers
 
 	run_dispatchers(get_site(context), queue, numworkers)
 
@@ -68,12 +68,12 @@ def eventdispatcher(context, queue: str, numworkers: int) -> None:
 @pass_context
 def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
 	"""Store dispatched messages in Message Log and process them."""
-	from spine.spine_adapter.runtime import run_workers
+	from spine.consumer.processes import run_workers
 
 	run_workers(get_site(context), queue, numworkers, burst=burst)
 
 
-# --- operations commands (issue 5) ---
+# --- operations commands ---
 
 
 @click.command("spine-broker")
@@ -87,7 +87,7 @@ def spine_broker(context, port: int, data_dir: str | None) -> None:
 	import json
 	import signal
 
-	from spine.devbroker import BrokerStartError, LocalBroker
+	from spine.kafka.devbroker import BrokerStartError, LocalBroker
 
 	try:
 		broker = LocalBroker.start(data_dir, port=port)
@@ -121,7 +121,7 @@ def spine_processes(context, queue: str, numworkers: int, as_supervisor: bool, w
 	import os
 	from pathlib import Path
 
-	from spine.processes import add_to_procfile, procfile_lines, supervisor_conf
+	from spine.config.procfile import add_to_procfile, procfile_lines, supervisor_conf
 
 	site = get_site(context)
 	bench_path = os.path.abspath(os.path.join(os.getcwd(), ".."))  # bench runs commands from sites/
@@ -147,7 +147,7 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 
 	import frappe
 
-	from spine.spine_adapter.status import collect, render
+	from spine.desk.status import collect, render
 
 	frappe.init(site=get_site(context))
 	frappe.connect()

@@ -7,11 +7,11 @@ app_license = "MIT"
 
 export_python_type_annotations = True
 
-before_uninstall = "spine.spine_adapter.install.before_uninstall"
+before_uninstall = "spine.install.before_uninstall"
 
-# --- producer (issue 3): doc_events ---
+# --- producer: doc_events ---
 # Every save of every document passes here; unconfigured DocTypes cost one dict lookup.
-_capture = "spine.spine_adapter.capture.on_event"
+_capture = "spine.producer.capture.on_event"
 doc_events = {
 	"*": {
 		event: _capture
@@ -19,15 +19,13 @@ doc_events = {
 	}
 }
 
-# Every minute, the safety net behind the after-commit kicks.
+# --- scheduler: every minute, the safety net behind the after-commit kicks ---
 scheduler_events = {
 	"cron": {
 		"* * * * *": [
-			"spine.spine_adapter.relay.drain_scheduled",
-			"spine.spine_adapter.processor.process_scheduled",
+			"spine.producer.relay.drain_scheduled",
+			"spine.consumer.processor.process_scheduled",
 		]
 	},
-	"daily": ["spine.spine_adapter.retention.purge_daily"],
+	"daily": ["spine.desk.retention.purge_daily"],
 }
-
-# --- operations (issue 5) ---

@@ -60,7 +60,7 @@ def kafka_bootstrap():
 	if external:
 		yield external
 		return
-	from spine.devbroker import LocalBroker
+	from spine.kafka.devbroker import LocalBroker
 
 	broker = LocalBroker.start()
 	try:

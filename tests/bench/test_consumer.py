@@ -19,7 +19,7 @@ from tests.bench.helpers import (
 	wait_for,
 )
 
-DEMO = "spine.spine_adapter.demo_handlers"
+DEMO = "spine.demo"
 
 
 @pytest.fixture
@@ -90,7 +90,7 @@ def inbound(topic: str) -> list:
 def calls() -> list[str]:
 	import frappe
 
-	from spine.spine_adapter.demo_handlers import CALLS_KEY
+	from spine.demo import CALLS_KEY
 
 	return [c.decode().split()[0] for c in frappe.cache.lrange(CALLS_KEY, 0, -1)]
 
@@ -99,7 +99,7 @@ def calls() -> list[str]:
 def reset_calls(frappe_site):
 	import frappe
 
-	from spine.spine_adapter.demo_handlers import CALLS_KEY
+	from spine.demo import CALLS_KEY
 
 	frappe.cache.delete_value(CALLS_KEY)
 	yield
@@ -194,7 +194,7 @@ def test_messages_reach_handlers_and_bad_input_is_contained(
 def test_retries_failures_and_per_document_order(
 	consumer_config, kafka_on_site, kafka_bootstrap, reset_calls
 ):
-	from spine.spine_adapter import processor
+	from spine.consumer import processor
 	from tests.conftest import create_topic
 
 	topic = create_topic(kafka_bootstrap, partitions=1, prefix="retry")
@@ -244,7 +244,7 @@ def test_handler_effects_and_status_commit_together(consumer_config, frappe_site
 	"""A handler that writes and then raises leaves no write behind; a good one commits with Processed."""
 	import frappe
 
-	from spine.spine_adapter import intake, processor
+	from spine.consumer import intake, processor
 
 	topic = unique("tx")
 	consumer_config(
@@ -270,14 +270,14 @@ def test_handler_effects_and_status_commit_together(consumer_config, frappe_site
 def test_concurrent_processors_never_handle_a_row_twice(consumer_config, frappe_site, reset_calls):
 	import frappe
 
-	from spine.spine_adapter import intake
+	from spine.consumer import intake
 
 	topic = unique("concurrent")
 	consumer_config({"topic": topic, "document_type": "Item", "event_handler": f"{DEMO}.record_call"})
 	envs = [spine_message(topic, "Item", f"I-{i % 10}")[0] for i in range(200)]
 	intake.store(as_records(topic, envs))
 	frappe.db.commit()
-	procs = [BenchProcess("execute", "spine.spine_adapter.processor.process") for _ in range(3)]
+	procs = [BenchProcess("execute", "spine.consumer.processor.process") for _ in range(3)]
 	for p in procs:
 		assert p.proc.wait(120) == 0, p.output()[-2000:]
 	rows = inbound(topic)
@@ -390,7 +390,7 @@ def _rq_state(queue: str) -> str:
 	"""Counts of the queue's RQ registries, for failure messages."""
 	from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-	from spine.spine_adapter.runtime import json_queue, queue_name
+	from spine.consumer.queue import json_queue, queue_name
 
 	q = json_queue(queue_name(queue))
 	regs = {

@@ -97,7 +97,7 @@ def producer_config(frappe_site):
 def test_saving_producer_config_clears_the_cache(producer_config):
 	import frappe
 
-	from spine.spine_adapter import config_cache
+	from spine.settings import config_cache
 
 	producer_config.set("configs", [])
 	producer_config.save()
@@ -120,7 +120,7 @@ def test_saving_producer_config_clears_the_cache(producer_config):
 def test_saving_consumer_config_clears_the_cache(frappe_site):
 	import frappe
 
-	from spine.spine_adapter import config_cache
+	from spine.settings import config_cache
 
 	doc = frappe.get_single("Spine Consumer Config")
 	saved = [

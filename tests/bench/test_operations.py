@@ -121,7 +121,7 @@ def test_retention_purge_deletes_only_old_finished_entries_in_batches(frappe_sit
 
 	import frappe
 
-	from spine.spine_adapter import retention
+	from spine.desk import retention
 
 	settings = frappe.get_single("Spine Settings")
 	saved = (settings.keep_done_days, settings.keep_failed_days, settings.purge_batch_size)
@@ -166,7 +166,7 @@ def test_retention_purge_deletes_only_old_finished_entries_in_batches(frappe_sit
 def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, kafka_bootstrap):
 	import frappe
 
-	from spine.spine_adapter.connection import check_connection, create_missing_topics
+	from spine.desk.connection import check_connection, create_missing_topics
 	from tests.bench.helpers import restore_single, site_kafka
 
 	topic = unique("checked")
@@ -178,7 +178,7 @@ def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, k
 			{
 				"topic": topic,
 				"document_type": "Item",
-				"event_handler": "spine.spine_adapter.demo_handlers.noop",
+				"event_handler": "spine.demo.noop",
 			}
 		],
 	)
@@ -192,7 +192,7 @@ def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, k
 			]
 			assert create_missing_topics("Spine Consumer Config") == {topic: None}
 			assert check_connection("Spine Consumer Config")["topics"][0]["exists"] is True
-			from spine.spine_adapter.connection import show_connection
+			from spine.desk.connection import show_connection
 
 			frappe.local.message_log = []
 			assert show_connection("Spine Consumer Config")["ok"]

@@ -105,7 +105,7 @@ def outbox(**filters) -> list:
 
 
 def drain() -> int:
-	from spine.spine_adapter import relay
+	from spine.producer import relay
 
 	return relay.drain()
 
@@ -185,11 +185,11 @@ def test_producer_handler_semantics(routes, kafka_on_site, kafka_bootstrap):
 	marker_topic, drop_topic, raise_topic = unique("marker"), unique("drop"), unique("raise")
 	routes(
 		{"document_type": "ToDo", "topic": marker_topic, "on_update": 1,
-			"event_handler": "spine.spine_adapter.demo_handlers.add_marker"},
+			"event_handler": "spine.demo.add_marker"},
 		{"document_type": "ToDo", "topic": drop_topic, "on_update": 1,
-			"event_handler": "spine.spine_adapter.demo_handlers.drop_closed"},
+			"event_handler": "spine.demo.drop_closed"},
 		{"document_type": "ToDo", "topic": raise_topic, "on_update": 1,
-			"event_handler": "spine.spine_adapter.demo_handlers.always_raise"},
+			"event_handler": "spine.demo.always_raise"},
 	)  # fmt: skip
 	errors_before = frappe.db.count("Error Log")
 	todo = frappe.get_doc({"doctype": "ToDo", "description": "handled", "status": "Closed"}).insert()
@@ -259,7 +259,7 @@ def test_two_relays_at_once_neither_duplicate_nor_reorder(routes, kafka_on_site,
 	frappe.db.commit()
 	rows = outbox(topic=topic)
 	assert len(rows) == 20 * 16
-	relays = [BenchProcess("execute", "spine.spine_adapter.relay.drain") for _ in range(2)]
+	relays = [BenchProcess("execute", "spine.producer.relay.drain") for _ in range(2)]
 	for r in relays:
 		assert r.proc.wait(120) == 0, r.output()[-2000:]
 	frappe.db.rollback()
@@ -275,7 +275,7 @@ def test_broker_outage_loses_nothing_and_publishes_each_event_once(routes, frapp
 	"""1,000 saves while the broker is down all succeed; after it returns every event is published once, in order."""
 	import frappe
 
-	from spine.devbroker import LocalBroker
+	from spine.kafka.devbroker import LocalBroker
 
 	data_dir = tempfile.mkdtemp(prefix="spine-outage-")
 	broker = LocalBroker.start(data_dir)
@@ -334,7 +334,7 @@ def test_unconfigured_doctype_capture_touches_no_database(routes, frappe_site):
 	"""No route for the DocType: on_event returns after a cached dict lookup, with no SQL."""
 	import frappe
 
-	from spine.spine_adapter import capture
+	from spine.producer import capture
 
 	routes({"document_type": "ToDo", "topic": unique("t"), "on_update": 1})
 	capture.on_event(frappe.new_doc("ToDo"), "on_update")  # warm the route cache
@@ -353,7 +353,7 @@ def test_unconfigured_doctype_capture_touches_no_database(routes, frappe_site):
 def test_backfill_publishes_existing_documents_in_batches(routes, kafka_on_site, kafka_bootstrap):
 	import frappe
 
-	from spine.spine_adapter.backfill import backfill
+	from spine.producer.backfill import backfill
 
 	marker = unique("backfill")
 	names = [

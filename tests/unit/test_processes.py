@@ -1,4 +1,4 @@
-from spine.processes import add_to_procfile, procfile_lines, supervisor_conf
+from spine.config.procfile import add_to_procfile, procfile_lines, supervisor_conf
 
 
 def test_procfile_lines_use_matching_queues():

@@ -10,18 +10,18 @@ class MessageLog(Document):
 	def run_action(self, action: str) -> dict:
 		"""Desk button: Retry / Replay / Republish this entry."""
 		frappe.only_for("System Manager")
-		from spine.spine_adapter import operations
+		from spine.desk import actions
 
-		return operations.apply(action, [self.name])
+		return actions.apply(action, [self.name])
 
 
 @frappe.whitelist()
 def bulk_action(action: str, names: str | list) -> dict:
 	"""Desk list action: Retry / Replay / Republish the selected entries."""
 	frappe.only_for("System Manager")
-	from spine.spine_adapter import operations
+	from spine.desk import actions
 
-	return operations.apply(action, frappe.parse_json(names) if isinstance(names, str) else names)
+	return actions.apply(action, frappe.parse_json(names) if isinstance(names, str) else names)
 
 
 def on_doctype_update():

@@ -2,7 +2,7 @@ import frappe
 from frappe.model.document import Document
 
 from spine.retry import RetryPolicy
-from spine.spine_adapter import config_cache, config_rules
+from spine.settings import config_cache, validation
 
 
 class SpineConsumerConfig(Document):
@@ -11,12 +11,12 @@ class SpineConsumerConfig(Document):
 
 	def validate(self):
 		for row in self.configs:
-			config_rules.check_topic(row)
-			paths = config_rules.handler_paths(row.event_handler)
+			validation.check_topic(row)
+			paths = validation.handler_paths(row.event_handler)
 			if not paths:
 				frappe.throw(f"Row {row.idx}: list at least one handler path (comma-separated)")
-			config_rules.check_handlers(row, paths)
-		config_rules.check_unique(self.configs, ("topic", "document_type"), "same topic and DocType")
+			validation.check_handlers(row, paths)
+		validation.check_unique(self.configs, ("topic", "document_type"), "same topic and DocType")
 		try:
 			RetryPolicy(self.max_attempts, self.retry_backoff_seconds, self.retry_backoff_max_seconds)
 		except ValueError as e:

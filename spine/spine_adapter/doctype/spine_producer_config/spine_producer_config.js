@@ -1,7 +1,7 @@
 frappe.ui.form.on("Spine Producer Config", {
 	refresh(frm) {
 		frm.add_custom_button(__("Check connection"), () =>
-			frappe.call("spine.spine_adapter.connection.show_connection", { config: frm.doctype })
+			frappe.call("spine.desk.connection.show_connection", { config: frm.doctype })
 		);
 	},
 });

@@ -1,7 +1,7 @@
 import frappe
 from frappe.model.document import Document
 
-from spine.spine_adapter import config_cache, config_rules
+from spine.settings import config_cache, validation
 
 
 class SpineProducerConfig(Document):
@@ -12,10 +12,10 @@ class SpineProducerConfig(Document):
 		for row in self.configs:
 			if not frappe.db.exists("DocType", row.document_type):
 				frappe.throw(f"Row {row.idx}: DocType {row.document_type!r} does not exist on this site")
-			config_rules.check_topic(row)
+			validation.check_topic(row)
 			if row.event_handler:
-				config_rules.check_handlers(row, [row.event_handler.strip()])
-		config_rules.check_unique(self.configs, ("document_type", "topic"), "same DocType and topic")
+				validation.check_handlers(row, [row.event_handler.strip()])
+		validation.check_unique(self.configs, ("document_type", "topic"), "same DocType and topic")
 
 	def clear_cache(self):
 		config_cache.forget_after_commit(config_cache.PRODUCER_ROUTES_KEY)

@@ -10,7 +10,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import envelope
-from spine.spine_adapter import capture
+from spine.producer import capture
 
 # action -> (direction, statuses it applies to)
 ACTIONS = {
@@ -74,10 +74,8 @@ def _republish_copy(row, note: str) -> None:
 
 def _kick_after_commit(direction: str) -> None:
 	if direction == "Outbound":
-		from spine.spine_adapter import relay
+		from spine.producer import relay
 
 		frappe.db.after_commit.add(relay.kick)
 	else:
-		frappe.enqueue(
-			"spine.spine_adapter.processor.process_scheduled", queue="short", enqueue_after_commit=True
-		)
+		frappe.enqueue("spine.consumer.processor.process_scheduled", queue="short", enqueue_after_commit=True)

@@ -19,23 +19,9 @@ import frappe
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from spine.consumer.queue import json_queue, queue_name
+
 log = logging.getLogger("spine")
-
-
-def queue_name(queue: str) -> str:
-	"""The bench-namespaced RQ queue name, as Frappe names its own (``<bench id>:<queue>``)."""
-	from frappe.utils.background_jobs import generate_qname
-
-	return generate_qname(f"spine:{queue}")
-
-
-def json_queue(name: str) -> Queue:
-	"""The already-namespaced JSON queue ``name`` on the bench's queue Redis."""
-	from frappe.utils.background_jobs import get_redis_conn
-
-	from spine.kafka.handover import json_queue as make
-
-	return make(name, get_redis_conn())
 
 
 def run_dispatchers(site: str, queue: str, numworkers: int) -> None:
@@ -79,7 +65,7 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 	from spine.config.kafka import redact, split_kafka_conf
 	from spine.kafka.handover import JobHandOver
 	from spine.kafka.poll_loop import Dispatcher
-	from spine.spine_adapter import config_cache
+	from spine.settings import config_cache
 
 	frappe.init(site=site)
 	frappe.connect()
@@ -88,7 +74,7 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 		for warning in settings.warnings:
 			log.warning("Spine: %s", warning)
 		name = queue_name(queue)
-		handover = JobHandOver(json_queue(name), "spine.spine_adapter.intake.store_batch", site)
+		handover = JobHandOver(json_queue(name), "spine.consumer.intake.store_batch", site)
 
 		def topics() -> list[str]:
 			config_cache.forget_local()
@@ -154,8 +140,8 @@ def _preload_job_modules() -> None:
 	import frappe.query_builder
 	import frappe.utils.data
 
-	import spine.spine_adapter.intake
-	import spine.spine_adapter.processor
+	import spine.consumer.intake
+	import spine.consumer.processor
 
 
 def _setup_logging() -> None:

@@ -12,7 +12,8 @@ from typing import Any
 
 import frappe
 
-from spine.spine_adapter import capture, config_cache
+from spine.producer import capture
+from spine.settings import config_cache
 
 
 def backfill(

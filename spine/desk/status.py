@@ -12,7 +12,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine.config.kafka import split_kafka_conf
-from spine.spine_adapter import config_cache
+from spine.settings import config_cache
 
 DEFAULT_MAX_AGE_SECONDS = 600
 
@@ -45,7 +45,7 @@ def collect(max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS, with_lag: bool = Tru
 		"max_age_seconds": max_age_seconds,
 	}
 	if with_lag:
-		report["consumer_lag"] = _lag()
+		report["consumer_lag"] = consumer_lag()
 	report["problems"] = problems(report)
 	return report
 
@@ -70,7 +70,7 @@ def problems(report: dict[str, Any]) -> list[str]:
 	return found
 
 
-def _lag() -> dict[str, Any]:
+def consumer_lag() -> dict[str, Any]:
 	topics = config_cache.consumer_settings()["topics"]
 	raw = frappe.conf.get("kafka")
 	if not topics or not raw:

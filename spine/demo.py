@@ -1,0 +1,83 @@
+"""Example consumer and producer handlers: a starting point for your own, and what Spine's tests use.
+
+Consumer handlers take the message as decoded JSON (``{"Header": {...}, "Payload": {...}}``)
+and must not commit: Spine commits their effects together with the Message Log status.
+Producer handlers take ``(doc, event)`` and return the document to publish or None.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import frappe
+
+__all__ = [
+	"CALLS_KEY",
+	"add_comment",
+	"add_marker",
+	"always_raise",
+	"drop_closed",
+	"fail_until",
+	"noop",
+	"record_call",
+]
+
+CALLS_KEY = "spine:demo:calls"
+
+
+def noop(message: dict[str, Any]) -> None:
+	"""Accept every message and do nothing (useful to measure Spine itself)."""
+
+
+def record_call(message: dict[str, Any]) -> None:
+	"""Append ``<message id> <unix time>`` to a Redis list, so a test can see calls and their order.
+
+	Messages of the original Spine Adapter carry no message id; the document name stands in.
+	"""
+	header = message["Header"]
+	ident = header.get("MessageId") or header.get("DocName") or message["Payload"].get("name")
+	frappe.cache.rpush(CALLS_KEY, f"{ident} {time.time():.6f}")
+
+
+def fail_until(message: dict[str, Any]) -> None:
+	"""Raise until this message was tried ``Payload["fail_times"]`` times, then record the call."""
+	header = message["Header"]
+	key = frappe.cache.make_key(f"spine:demo:tries:{header.get('MessageId')}")
+	tries = frappe.cache.incr(key)
+	frappe.cache.expire(key, 3600)
+	if tries <= int(message["Payload"].get("fail_times", 0)):
+		raise RuntimeError(f"demo failure {tries} of {message['Payload'].get('fail_times')}")
+	record_call(message)
+
+
+def add_comment(message: dict[str, Any]) -> None:
+	"""Write a Comment naming the message id (a database effect), then fail if the payload says so."""
+	header = message["Header"]
+	frappe.get_doc(
+		{
+			"doctype": "Comment",
+			"comment_type": "Info",
+			"reference_doctype": "ToDo",
+			"content": f"spine-demo {header.get('MessageId')}",
+		}
+	).insert(ignore_permissions=True)
+	if message["Payload"].get("fail_after_write"):
+		raise RuntimeError("demo failure after writing")
+
+
+def drop_closed(doc, event: str):
+	"""Producer handler: publish ToDos unless they are Closed."""
+	return None if doc.get("status") == "Closed" else doc
+
+
+def add_marker(doc, event: str) -> dict[str, Any]:
+	"""Producer handler: publish the document with an extra key."""
+	data = doc.as_dict()
+	data["spine_marker"] = f"{event}:{doc.name}"
+	return data
+
+
+def always_raise(doc, event: str):
+	"""Producer handler that always fails: Spine logs it and publishes the original document."""
+	raise RuntimeError(f"demo producer handler failure for {doc.name}")

@@ -1,0 +1,92 @@
+"""The config forms' "Check connection" action: broker reachable with the site's settings? topics there?"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import frappe
+
+from spine.config.kafka import split_kafka_conf
+from spine.errors import KafkaConfigError
+
+CONFIGS = ("Spine Producer Config", "Spine Consumer Config")
+
+
+@frappe.whitelist()
+def check_connection(config: str) -> dict[str, Any]:
+	"""Report for the saved rows of ``config``: ``{"ok", "brokers", "error", "topics": [...]}``."""
+	frappe.only_for("System Manager")
+	from spine.kafka.admin import check
+
+	admin, topics = _admin_and_topics(config)
+	if admin is None:
+		return {"ok": False, "brokers": 0, "error": topics, "topics": []}
+	return check(admin, topics)
+
+
+@frappe.whitelist()
+def show_connection(config: str) -> dict[str, Any]:
+	"""Desk button: the report as a dialog, offering to create missing topics."""
+	report = check_connection(config)
+	rows = "".join(
+		f"<tr><td>{frappe.utils.escape_html(t['topic'])}</td><td>"
+		+ (
+			"unknown"
+			if t["exists"] is None
+			else f"exists ({t['partitions']} partitions)"
+			if t["exists"]
+			else "missing"
+		)
+		+ "</td></tr>"
+		for t in report["topics"]
+	)
+	head = (
+		f"The broker answers ({report['brokers']} brokers)."
+		if report["ok"]
+		else f"The broker does not answer: {frappe.utils.escape_html(report['error'] or '')}"
+	)
+	missing = [t["topic"] for t in report["topics"] if t["exists"] is False]
+	frappe.msgprint(
+		f"<p>{head}</p><table class='table table-bordered'><tr><th>Topic</th><th>State</th></tr>{rows}</table>",
+		title="Kafka connection",
+		indicator="green" if report["ok"] else "red",
+		primary_action={
+			"label": f"Create {len(missing)} missing topics",
+			"server_action": "spine.desk.connection.create_missing_topics",
+			"args": {"config": config},
+		}
+		if report["ok"] and missing
+		else None,
+	)
+	return report
+
+
+@frappe.whitelist()
+def create_missing_topics(config: str, partitions: int = 3, replication: int = 1) -> dict[str, str | None]:
+	"""Create the topics of ``config`` that do not exist; ``{topic: None or error}``."""
+	frappe.only_for("System Manager")
+	from spine.kafka.admin import check, create_topics
+
+	admin, topics = _admin_and_topics(config)
+	if admin is None:
+		frappe.throw(topics)
+	missing = [t["topic"] for t in check(admin, topics)["topics"] if t["exists"] is False]
+	result = create_topics(admin, missing, int(partitions), int(replication)) if missing else {}
+	if result:
+		frappe.msgprint(
+			"<br>".join(f"{t}: {'created' if err is None else err}" for t, err in result.items()),
+			title="Topics",
+			indicator="green" if all(e is None for e in result.values()) else "red",
+		)
+	return result
+
+
+def _admin_and_topics(config: str) -> tuple[dict | None, Any]:
+	if config not in CONFIGS:
+		frappe.throw(f"config must be one of {', '.join(CONFIGS)}")
+	try:
+		settings = split_kafka_conf(frappe.conf.get("kafka"), default_group_id=f"spine-{frappe.local.site}")
+	except KafkaConfigError as e:
+		return None, str(e)
+	topics = sorted({r.topic.strip() for r in frappe.get_single(config).configs if r.topic and r.enabled})
+	return settings.admin, topics

@@ -1,0 +1,86 @@
+"""Numbers and charts of the Spine workspace (Number Cards of type Custom, Dashboard Chart Sources)."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+STATUSES = ("Pending", "Published", "Processed", "Error", "Failed", "Skipped", "Invalid")
+
+
+@frappe.whitelist()
+def processed_last_hour(filters: Any = None) -> dict[str, Any]:
+	"""Inbound entries that reached Processed in the last hour."""
+	frappe.only_for("System Manager")
+	since = now_datetime() - datetime.timedelta(hours=1)
+	value = frappe.db.count(
+		"Message Log", {"direction": "Inbound", "status": "Processed", "done_at": (">=", since)}
+	)
+	return {
+		"value": value,
+		"fieldtype": "Int",
+		"route": ["List", "Message Log"],
+		"route_options": {"status": "Processed"},
+	}
+
+
+@frappe.whitelist()
+def oldest_pending_minutes(filters: Any = None) -> dict[str, Any]:
+	"""Age in minutes of the oldest entry still waiting (Pending outbound, Pending or Error inbound)."""
+	frappe.only_for("System Manager")
+	oldest = frappe.db.sql(
+		"""SELECT MIN(creation) FROM `tabMessage Log` WHERE (direction = 'Outbound' AND status = 'Pending')
+		OR (direction = 'Inbound' AND status IN ('Pending', 'Error'))"""
+	)[0][0]
+	minutes = round((now_datetime() - oldest).total_seconds() / 60, 1) if oldest else 0
+	return {"value": minutes, "fieldtype": "Float"}
+
+
+@frappe.whitelist()
+def consumer_lag_total(filters: Any = None) -> dict[str, Any]:
+	"""Messages on the configured topics the consumer group has not committed yet."""
+	frappe.only_for("System Manager")
+	from spine.desk.status import consumer_lag
+
+	lag = consumer_lag()
+	return {"value": lag.get("total", 0) if not lag.get("error") else -1, "fieldtype": "Int"}
+
+
+@frappe.whitelist()
+def messages_per_hour(chart_name: str | None = None, filters: Any = None, **_: Any) -> dict[str, Any]:
+	"""Entries created per hour over the last 24 hours, one dataset per status."""
+	frappe.only_for("System Manager")
+	now = now_datetime().replace(minute=0, second=0, microsecond=0)
+	hours = [now - datetime.timedelta(hours=h) for h in range(23, -1, -1)]
+	rows = frappe.db.sql(
+		"""SELECT DATE_FORMAT(creation, '%%Y-%%m-%%d %%H:00:00') AS hour, status, COUNT(*) FROM `tabMessage Log`
+		WHERE creation >= %s GROUP BY hour, status""",
+		(hours[0],),
+	)
+	counts = {(str(h), s): n for h, s, n in rows}
+	keys = [h.strftime("%Y-%m-%d %H:00:00") for h in hours]
+	datasets = [
+		{"name": status, "values": [counts.get((k, status), 0) for k in keys]}
+		for status in STATUSES
+		if any(counts.get((k, status)) for k in keys)
+	]
+	return {
+		"labels": [h.strftime("%H:00") for h in hours],
+		"datasets": datasets or [{"name": "Messages", "values": [0] * 24}],
+	}
+
+
+@frappe.whitelist()
+def consumer_lag_by_partition(chart_name: str | None = None, filters: Any = None, **_: Any) -> dict[str, Any]:
+	"""Consumer lag per topic and partition."""
+	frappe.only_for("System Manager")
+	from spine.desk.status import consumer_lag
+
+	parts = consumer_lag().get("partitions") or []
+	return {
+		"labels": [f"{p['topic']}[{p['partition']}]" for p in parts] or ["no topics"],
+		"datasets": [{"name": "Lag", "values": [p["lag"] for p in parts] or [0]}],
+	}

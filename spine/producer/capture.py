@@ -1,0 +1,153 @@
+"""Capture configured document events into the outbox (Outbound Message Log rows).
+
+Runs inside the document's own transaction: the row commits with the document or not at
+all, so a rolled-back save publishes nothing and a committed one is never lost. After the
+commit, one kick per transaction asks the relay to publish (``relay.kick``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+from spine import envelope
+from spine.errors import HandlerConfigError
+from spine.handlers import resolve
+from spine.settings import config_cache
+
+# Saving these must never produce events: Spine's own rows and settings.
+_NEVER_CAPTURED = frozenset(
+	{
+		"Message Log",
+		"Spine Producer Config",
+		"Spine Producer Handler Mapping",
+		"Spine Consumer Config",
+		"Spine Consumer Handler Mapping",
+	}
+)
+_KICK_FLAG = "spine_relay_kick_registered"
+
+INSERT_SQL = """
+	INSERT INTO `tabMessage Log` (name, creation, modified, owner, modified_by, docstatus, idx,
+		direction, status, message_id, document_type, document_name, event, topic, kafka_key,
+		origin_site, attempts, message)
+	VALUES (NEXTVAL(`message_log_id_seq`), %(now)s, %(now)s, %(user)s, %(user)s, 0, 0,
+		'Outbound', 'Pending', %(message_id)s, %(doctype)s, %(docname)s, %(event)s, %(topic)s, %(key)s,
+		%(origin_site)s, 0, %(message)s)
+"""
+
+
+def on_event(doc, method: str, *args: Any) -> None:
+	"""``doc_events["*"]`` entry: cheap for unconfigured DocTypes (one dict lookup)."""
+	if doc.doctype in _NEVER_CAPTURED or frappe.flags.in_install or frappe.flags.in_uninstall:
+		return  # app installs and uninstalls are not business events (and Spine's tables may be gone)
+	routes = config_cache.producer_routes().get(doc.doctype)
+	if not routes:
+		return
+	for route in routes:
+		if method in route["events"]:
+			capture(doc, method, route, args)
+
+
+def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | None:
+	"""Write one Outbound row for ``doc``'s ``event`` on ``route``; returns its message id, or None if dropped.
+
+	The producer handler (if any) decides what is published: it returns the document to
+	publish (changed or not) or None to drop the event. A handler that raises, cannot be
+	imported, or returns something else is logged against the document and the original
+	document is published.
+	"""
+	payload = _run_handler(doc, event, route.get("handler"))
+	if payload is None:
+		return None
+	if event == "after_rename" and len(args) >= 2:
+		payload["rename_meta"] = {
+			"old_name": args[0],
+			"new_name": args[1],
+			"merge": bool(args[2]) if len(args) > 2 else False,
+		}
+	env = envelope.build(
+		doctype=doc.doctype,
+		docname=str(doc.name),
+		event=event,
+		topic=route["topic"],
+		payload=payload,
+		origin=_origin(),
+		origin_site=frappe.local.site,
+	)
+	frappe.db.sql(
+		INSERT_SQL,
+		{
+			"now": now_datetime(),
+			"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
+			"message_id": env.message_id,
+			"doctype": doc.doctype,
+			"docname": str(doc.name),
+			"event": event,
+			"topic": route["topic"],
+			"key": env.key,
+			"origin_site": frappe.local.site,
+			"message": envelope.encode(env).decode(),
+		},
+	)
+	_register_kick()
+	return env.message_id
+
+
+def _run_handler(doc, event: str, handler_path: str | None) -> dict[str, Any] | None:
+	if not handler_path:
+		return doc.as_dict()
+	try:
+		handler = resolve(handler_path, frappe.get_installed_apps())
+		result = handler(doc, event)
+	except Exception as e:
+		_log_handler_problem(doc, event, handler_path, e if isinstance(e, HandlerConfigError) else None)
+		return doc.as_dict()
+	if result is None:
+		return None
+	if isinstance(result, dict):
+		return dict(result)
+	if hasattr(result, "as_dict"):
+		return result.as_dict()
+	_log_handler_problem(
+		doc,
+		event,
+		handler_path,
+		TypeError(f"returned {type(result).__name__}; expected the document, a dict or None"),
+	)
+	return doc.as_dict()
+
+
+def _log_handler_problem(doc, event: str, handler_path: str, problem: Exception | None) -> None:
+	"""Log against the document; the traceback is kept when the handler itself raised."""
+	title = f"Spine producer handler {handler_path} failed for {doc.doctype} {doc.name} ({event})"
+	message = (
+		f"{problem}\n\nThe original document was published instead."
+		if problem
+		else frappe.get_traceback() + "\nThe original document was published instead."
+	)
+	frappe.log_error(
+		title=title[:140], message=message, reference_doctype=doc.doctype, reference_name=doc.name
+	)
+
+
+def _origin() -> str:
+	kafka = frappe.conf.get("kafka") or {}
+	return str(kafka.get("client.id") or frappe.local.site) if isinstance(kafka, dict) else frappe.local.site
+
+
+def _register_kick() -> None:
+	"""Kick the relay once after this transaction commits; a rollback drops the kick with the rows."""
+	if frappe.flags.get(_KICK_FLAG):
+		return
+	frappe.flags[_KICK_FLAG] = True
+	from spine.producer import relay
+
+	frappe.db.after_commit.add(relay.kick)
+	frappe.db.after_rollback.add(_clear_kick_flag)
+
+
+def _clear_kick_flag() -> None:
+	frappe.flags[_KICK_FLAG] = False

@@ -1,0 +1,267 @@
+"""The relay: publish pending Outbound Message Log rows and mark them only on the broker's report.
+
+Who runs it: ``kick()`` after every transaction that captured events (an RQ job on the
+``short`` queue, served by the bench's usual ``bench worker``), and the per-minute scheduler
+as a safety net. One drainer per site at a time (a MariaDB named lock), so two relays never
+duplicate or reorder; a drainer that finds the lock taken leaves a "dirty" mark that the
+lock holder honours before it stops, so no kick is lost.
+
+Per-document order: rows are taken in capture order (``name`` is a sequence), and a row is
+not sent while an earlier row of the same Kafka key is still waiting for a retry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+from spine import envelope
+from spine.config.kafka import split_kafka_conf
+from spine.errors import KafkaConfigError
+from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
+from spine.retry import RetryPolicy
+
+BATCH_SIZE = 500
+# A failed delivery waits 5 s, 10 s, ... up to 5 min; it is never given up (the row stays Pending).
+DELIVERY_RETRY = RetryPolicy(max_attempts=2**31 - 1, base_seconds=5, max_seconds=300)
+# Stop draining after this long and hand over to a fresh job (RQ's short-queue timeout is 300 s).
+MAX_DRAIN_SECONDS = 200
+
+_DIRTY_KEY = "spine:relay:dirty"
+_QUEUED_KEY = "spine:relay:queued"
+_JOB = "spine.producer.relay.drain"
+
+
+def kick() -> None:
+	"""Ask for a relay pass soon. Safe to call often: at most one pass waits in the queue."""
+	frappe.flags.spine_relay_kick_registered = False
+	try:
+		_mark_dirty()
+		if frappe.cache.set(frappe.cache.make_key(_QUEUED_KEY), 1, nx=True, ex=600):
+			frappe.enqueue(_JOB, queue="short", is_async=True)
+	except Exception:
+		frappe.logger("spine").warning(
+			"Spine relay kick failed (Redis unreachable?); pending events will be published by the "
+			"per-minute scheduler",
+			exc_info=True,
+		)
+
+
+def drain_scheduled() -> None:
+	"""Per-minute scheduler entry: the safety net behind the after-commit kicks."""
+	drain()
+
+
+def drain(publisher: Publisher | None = None, *, max_seconds: float = MAX_DRAIN_SECONDS) -> int:
+	"""Publish every due Pending Outbound row; returns how many were confirmed by the broker.
+
+	Returns at once (after leaving a dirty mark) if another drainer holds the site's relay
+	lock; that drainer runs another pass before it stops.
+	"""
+	frappe.cache.delete_value(_QUEUED_KEY)
+	_mark_dirty()
+	published = 0
+	started = time.monotonic()
+	while _is_dirty():
+		if not _try_lock():
+			return published
+		try:
+			_clear_dirty()
+			publisher = publisher or _site_publisher()
+			if publisher is None:
+				return published
+			published += _drain_until_empty(publisher, started + max_seconds)
+		finally:
+			_release_lock()
+		if time.monotonic() > started + max_seconds:
+			kick()  # hand over to a new job instead of holding a worker forever
+			break
+	return published
+
+
+def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
+	published = 0
+	while time.monotonic() < deadline:
+		rows = due_rows(BATCH_SIZE)
+		if not rows:
+			break
+		deliveries = publisher.publish([_record(r) for r in rows])
+		published += record_deliveries(rows, deliveries)
+		frappe.db.commit()  # nosemgrep: frappe-manual-commit - each batch's outcome must be durable
+	return published
+
+
+def due_rows(limit: int) -> list[dict[str, Any]]:
+	"""Pending rows to publish now, in capture order, skipping any key blocked by an earlier row in backoff.
+
+	Reads the oldest ``limit`` pending rows (due or not): every earlier row of a key is among
+	them, so a key whose earlier row waits for a retry is held back as a whole.
+	"""
+	pending = frappe.db.sql(
+		"""SELECT name, topic, kafka_key, message, attempts, next_attempt_at, message_id, document_type,
+			document_name, event, origin_site
+		FROM `tabMessage Log`
+		WHERE direction = 'Outbound' AND status = 'Pending'
+		ORDER BY name LIMIT %s""",
+		(limit,),
+		as_dict=True,
+	)
+	now = now_datetime()
+	blocked: set[str] = set()
+	due = []
+	for row in pending:
+		if row.kafka_key in blocked:
+			continue
+		if row.next_attempt_at and row.next_attempt_at > now:
+			blocked.add(row.kafka_key)
+			continue
+		due.append(row)
+	return due
+
+
+def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) -> int:
+	"""Mark confirmed rows Published (with partition/offset); schedule a retry for the others.
+
+	A failed row blocks later rows of its key (they are not marked, so they stay Pending and
+	wait behind it). Returns the number of rows marked Published.
+	"""
+	now = now_datetime()
+	failed_keys: set[str] = set()
+	confirmed = []
+	published = 0
+	for row, d in zip(rows, deliveries, strict=True):
+		if d.ok and row.kafka_key not in failed_keys:
+			confirmed.append((row.name, d))
+			continue
+		if d.ok:  # published after an earlier row of its key failed: keep the record true, say so
+			frappe.db.sql(
+				"""UPDATE `tabMessage Log` SET status = 'Published', kafka_partition = %s, kafka_offset = %s,
+				done_at = %s, modified = %s, last_error = %s WHERE name = %s AND status = 'Pending'""",
+				(
+					d.partition,
+					d.offset,
+					now,
+					now,
+					"published after an earlier event of this document failed",
+					row.name,
+				),
+			)
+			published += 1
+			continue
+		failed_keys.add(row.kafka_key)
+		attempts = (row.attempts or 0) + 1
+		line = f"{now:%Y-%m-%d %H:%M:%S} delivery {attempts}: {d.error}"
+		if d.retriable:
+			frappe.db.sql(
+				"""UPDATE `tabMessage Log` SET attempts = %s, next_attempt_at = %s, last_error = %s, modified = %s,
+				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
+				(attempts, DELIVERY_RETRY.next_attempt_at(attempts, now), d.error, now, line, row.name),
+			)
+		else:
+			frappe.db.sql(
+				"""UPDATE `tabMessage Log` SET status = 'Failed', attempts = %s, last_error = %s, modified = %s,
+				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
+				(attempts, f"{d.error} (not retried: fix the cause, then Republish)", now, line, row.name),
+			)
+		frappe.logger("spine").warning(
+			"Spine relay: event %s (%s) to topic %s not delivered: %s; %s",
+			row.name,
+			row.kafka_key,
+			row.topic,
+			d.error,
+			"will retry" if d.retriable else "marked Failed",
+		)
+	_mark_published(confirmed, now)
+	return published + len(confirmed)
+
+
+def _mark_published(confirmed: list[tuple[int, Delivery]], now) -> None:
+	"""One UPDATE for a whole batch of confirmed rows (per-row statements halve relay throughput)."""
+	if not confirmed:
+		return
+	names = [name for name, _ in confirmed]
+	partition_case = " ".join("WHEN %s THEN %s" for _ in confirmed)
+	args: list = []
+	for name, d in confirmed:
+		args += [name, d.partition]
+	for name, d in confirmed:
+		args += [name, d.offset]
+	args += [now, now, *names]
+	frappe.db.sql(
+		f"""UPDATE `tabMessage Log` SET status = 'Published',
+			kafka_partition = CASE name {partition_case} END,
+			kafka_offset = CASE name {partition_case} END,
+			done_at = %s, modified = %s, last_error = NULL, next_attempt_at = NULL
+		WHERE name IN ({", ".join(["%s"] * len(names))}) AND status = 'Pending'""",
+		args,
+	)
+
+
+def _record(row: dict[str, Any]) -> OutRecord:
+	"""The Kafka record of an outbox row; headers come from the row's columns (no JSON re-parse)."""
+	headers = envelope.Envelope(
+		doctype=row.document_type,
+		event=row.event,
+		payload={},
+		message_id=row.message_id,
+		docname=row.document_name,
+		origin_site=row.origin_site,
+		schema_version=envelope.SCHEMA_VERSION,
+	).headers()
+	return OutRecord(
+		ref=row.name, topic=row.topic, key=row.kafka_key, value=row.message.encode(), headers=headers
+	)
+
+
+def _site_publisher() -> Publisher | None:
+	try:
+		settings = split_kafka_conf(frappe.conf.get("kafka"), default_group_id=f"spine-{frappe.local.site}")
+	except KafkaConfigError as e:
+		frappe.logger("spine").error(
+			"Spine relay cannot publish: %s. Events stay Pending until this is fixed.", e
+		)
+		return None
+	for warning in settings.warnings:
+		frappe.logger("spine").warning("Spine: %s", warning)
+	return shared_publisher(settings.producer)
+
+
+def _lock_name() -> str:
+	return f"spine_relay_{frappe.conf.db_name}"[:64]
+
+
+def _try_lock() -> bool:
+	return bool(frappe.db.sql("SELECT GET_LOCK(%s, 0)", (_lock_name(),))[0][0])
+
+
+def _release_lock() -> None:
+	frappe.db.sql("SELECT RELEASE_LOCK(%s)", (_lock_name(),))
+
+
+def _mark_dirty() -> None:
+	frappe.cache.set(frappe.cache.make_key(_DIRTY_KEY), 1)
+
+
+def _clear_dirty() -> None:
+	frappe.cache.delete(frappe.cache.make_key(_DIRTY_KEY))
+
+
+def _is_dirty() -> bool:
+	return bool(frappe.cache.get(frappe.cache.make_key(_DIRTY_KEY)))
+
+
+def pending_count() -> int:
+	"""How many Outbound rows wait to be published."""
+	return frappe.db.count("Message Log", {"direction": "Outbound", "status": "Pending"})
+
+
+def oldest_pending_age(now: datetime.datetime | None = None) -> float | None:
+	"""Seconds since the oldest Pending Outbound row was captured, or None if none waits."""
+	oldest = frappe.db.get_value(
+		"Message Log", {"direction": "Outbound", "status": "Pending"}, "min(creation)"
+	)
+	return ((now or now_datetime()) - oldest).total_seconds() if oldest else None

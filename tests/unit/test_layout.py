@@ -1,0 +1,138 @@
+"""The code's shape: plain-Python modules stay free of Frappe, dependencies point one way, no circles.
+
+Imports are read from the source (module level and inside functions alike), so a lazy import
+that closes a circle or pulls Frappe into a plain module fails here, not at 3 a.m.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "spine"
+
+# Lower layers never import higher ones. Same layer: only within one folder.
+LAYERS: list[tuple[str, ...]] = [
+	("spine.envelope", "spine.errors", "spine.retry", "spine.handlers", "spine.config", "spine.kafka"),
+	("spine.compat",),
+	("spine.settings",),
+	("spine.producer",),
+	("spine.sync", "spine.rpc"),
+	("spine.consumer",),
+	("spine.desk",),
+	("spine.install", "spine.demo"),
+	("spine.spine_adapter", "spine.hooks", "spine.commands", "spine"),
+]
+PLAIN = LAYERS[0]
+
+
+def module_name(path: Path) -> str:
+	parts = list(path.relative_to(ROOT).with_suffix("").parts)
+	if parts[-1] == "__init__":
+		parts.pop()
+	return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+	return {module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def imports(path: Path, known: set[str]) -> set[str]:
+	"""Every module ``path`` imports anywhere in its code (``from a import b`` counts a.b if b is a module)."""
+	found: set[str] = set()
+	for node in ast.walk(ast.parse(path.read_text())):
+		if isinstance(node, ast.Import):
+			found.update(a.name for a in node.names)
+		elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+			found.add(node.module)
+			found.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in known)
+	return found
+
+
+def layer(name: str) -> tuple[int, str]:
+	"""(layer index, the folder or module that places it there); the longest matching prefix wins."""
+	best = (-1, "")
+	for i, group in enumerate(LAYERS):
+		for prefix in group:
+			if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > len(best[1]):
+				best = (i, prefix)
+	return best
+
+
+def test_every_module_has_a_layer():
+	unplaced = [m for m in modules() if layer(m)[0] < 0]
+	assert not unplaced
+
+
+def test_plain_modules_never_import_frappe_even_lazily():
+	known = set(modules())
+	bad = {
+		m: sorted(i for i in imports(p, known) if i == "frappe" or i.startswith("frappe."))
+		for m, p in modules().items()
+		if layer(m)[0] == 0
+	}
+	assert not {m: i for m, i in bad.items() if i}
+
+
+def test_plain_modules_import_without_frappe_installed():
+	"""Importing every plain module in a fresh interpreter where ``import frappe`` fails."""
+	plain = sorted(m for m in modules() if layer(m)[0] == 0 and m != "spine.kafka.devbroker")
+	code = "import sys; sys.modules['frappe'] = None\n" + "".join(f"import {m}\n" for m in plain)
+	result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+	assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_dependencies_point_down():
+	known = set(modules())
+	wrong = []
+	for name, path in modules().items():
+		mine, my_prefix = layer(name)
+		for target in imports(path, known):
+			if target not in known or target == name or target == "spine":
+				continue
+			theirs, their_prefix = layer(target)
+			if theirs > mine or (theirs == mine and mine > 0 and their_prefix != my_prefix):
+				wrong.append(f"{name} → {target}")
+	assert not wrong, "imports against the layer order:\n" + "\n".join(sorted(wrong))
+
+
+def test_no_import_circle():
+	known = set(modules())
+	graph = {
+		name: {t for t in imports(path, known) if t in known and t != name and t != "spine"}
+		for name, path in modules().items()
+	}
+	state: dict[str, int] = {}
+	stack: list[str] = []
+	circles: list[str] = []
+
+	def visit(node: str) -> None:
+		state[node] = 1
+		stack.append(node)
+		for nxt in sorted(graph[node]):
+			if state.get(nxt) == 1:
+				circles.append(" → ".join([*stack[stack.index(nxt) :], nxt]))
+			elif nxt not in state:
+				visit(nxt)
+		stack.pop()
+		state[node] = 2
+
+	for node in sorted(graph):
+		if node not in state:
+			visit(node)
+	assert not circles, "\n".join(circles)
+
+
+def test_spine_adapter_holds_only_the_frappe_module_and_aliases():
+	"""Engine code lives in producer/consumer/desk/settings; spine_adapter keeps DocTypes and path aliases."""
+	for path in (PACKAGE / "spine_adapter").glob("*.py"):
+		if path.name == "__init__.py":
+			continue
+		tree = ast.parse(path.read_text())
+		body = [n for n in tree.body if not (isinstance(n, ast.Expr) and isinstance(n.value, ast.Constant))]
+		assert body and all(
+			isinstance(n, ast.ImportFrom) for n in body
+		), f"{path.name} must be an alias (imports only), not code"
