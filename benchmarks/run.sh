@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 : "${SPINE_BENCH:?set SPINE_BENCH to a frappe-bench folder}"
 : "${SPINE_SITE:?set SPINE_SITE to a test site in that bench}"
 PY="$SPINE_BENCH/env/bin/python"
-"$PY" -m pip install -q -r requirements-test.txt
+tests/install_tools.sh "$PY"
 which="${1:-all}"
 shift || true
 export PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"

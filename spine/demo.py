@@ -12,6 +12,8 @@ from typing import Any
 
 import frappe
 
+from spine import compat
+
 __all__ = [
 	"CALLS_KEY",
 	"add_comment",
@@ -37,15 +39,15 @@ def record_call(message: dict[str, Any]) -> None:
 	"""
 	header = message["Header"]
 	ident = header.get("MessageId") or header.get("DocName") or message["Payload"].get("name")
-	frappe.cache.rpush(CALLS_KEY, f"{ident} {time.time():.6f}")
+	compat.cache().rpush(CALLS_KEY, f"{ident} {time.time():.6f}")
 
 
 def fail_until(message: dict[str, Any]) -> None:
 	"""Raise until this message was tried ``Payload["fail_times"]`` times, then record the call."""
 	header = message["Header"]
-	key = frappe.cache.make_key(f"spine:demo:tries:{header.get('MessageId')}")
-	tries = frappe.cache.incr(key)
-	frappe.cache.expire(key, 3600)
+	key = compat.cache().make_key(f"spine:demo:tries:{header.get('MessageId')}")
+	tries = compat.cache().incr(key)
+	compat.cache().expire(key, 3600)
 	if tries <= int(message["Payload"].get("fail_times", 0)):
 		raise RuntimeError(f"demo failure {tries} of {message['Payload'].get('fail_times')}")
 	record_call(message)

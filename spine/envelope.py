@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import datetime
 import decimal
+import hashlib
 import json
+import re
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -210,6 +212,27 @@ def from_body(body: Mapping[str, Any]) -> Envelope:
 		schema_version=version,
 		body=dict(body),
 	)
+
+
+# Characters a MariaDB utf8mb4_unicode_ci column compares exactly: no letter case, accents or
+# trailing spaces for the collation to fold. "~" is left out: only shortened values contain it.
+_EXACT_IN_COLUMN = re.compile(r"^[0-9a-z._:@/+=#-]+$")
+_DIGEST_PREFIX = 60
+
+
+def column_value(value: str | None, length: int, *, exact: bool = False) -> str | None:
+	"""``value`` as it is stored in a text column of ``length`` characters, one stored value per value.
+
+	A value that fits is stored as it is. A longer one (or, with ``exact``, one the column's
+	case- and accent-insensitive collation could confuse with another) is stored as its first
+	60 characters, ``~`` and its SHA-256: readable, unique per distinct value, and the same on
+	every redelivery. Use ``exact`` for columns under a unique index (the message id).
+	"""
+	if value is None:
+		return None
+	if len(value) <= length and (not exact or _EXACT_IN_COLUMN.match(value)):
+		return value
+	return f"{value[:_DIGEST_PREFIX]}~{hashlib.sha256(value.encode()).hexdigest()}"
 
 
 def to_json_compatible(value: Any) -> Any:

@@ -7,6 +7,7 @@ app_license = "MIT"
 
 export_python_type_annotations = True
 
+after_migrate = "spine.install.after_migrate"
 before_uninstall = "spine.install.before_uninstall"
 
 # --- producer: doc_events ---

@@ -1,10 +1,27 @@
-"""Install and uninstall steps that Frappe's own app lifecycle does not do for Spine."""
+"""Install, migrate and uninstall steps that Frappe's own app lifecycle does not do for Spine."""
 
 import frappe
 
+from spine import logs
 from spine.settings import config_cache
 
 SINGLE_DOCTYPES = ("Spine Producer Config", "Spine Consumer Config", "Spine Settings")
+MODULE = "Spine Adapter"
+
+log = logs.logger(__name__)
+
+
+def after_migrate() -> None:
+	"""Repair what a failed install or a dropped table left behind: every Spine DocType has its table.
+
+	``bench migrate`` re-imports only DocTypes whose JSON changed, so a table that is gone while
+	its DocType record stays would never come back on its own.
+	"""
+	for name in frappe.get_all("DocType", {"module": MODULE, "issingle": 0}, pluck="name"):
+		if not frappe.db.table_exists(name):
+			log.warning("Spine: table of %s is missing on %s; creating it again", name, frappe.local.site)
+			frappe.reload_doc(frappe.scrub(MODULE), "doctype", frappe.scrub(name), force=True)
+	config_cache.forget()
 
 
 def before_uninstall() -> None:

@@ -6,8 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 if [[ -n "${SPINE_BENCH:-}" ]]; then
 	PY="$SPINE_BENCH/env/bin/python"
-	"$PY" -m pip install -q -r requirements-test.txt
+	tests/install_tools.sh "$PY"
 else
 	PY="${SPINE_PYTHON:-python3}"
 fi
-exec "$PY" -m pytest tests "$@"
+"$PY" -m pytest tests "$@"

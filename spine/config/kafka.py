@@ -143,8 +143,16 @@ class KafkaSettings:
 		return self.admin["bootstrap.servers"]
 
 
-def split_kafka_conf(raw: Mapping[str, Any] | None, *, default_group_id: str | None = None) -> KafkaSettings:
+def split_kafka_conf(
+	raw: Mapping[str, Any] | None,
+	*,
+	default_group_id: str | None = None,
+	logger: logging.Logger | None = None,
+) -> KafkaSettings:
 	"""Client settings for the site_config ``kafka`` block ``raw``.
+
+	With ``logger``, every client is given it (confluent-kafka's ``logger`` setting), so
+	librdkafka's own lines, ``"debug"`` output included, go to that logger instead of stderr.
 
 	Guarantees: the result's producer is idempotent with ``acks=all`` (a conflicting value in
 	``raw`` is replaced and reported in ``warnings``); the consumer never stores offsets on its
@@ -225,6 +233,9 @@ def split_kafka_conf(raw: Mapping[str, Any] | None, *, default_group_id: str | N
 		consumer.setdefault(key, value)
 
 	admin = {k: v for k, v in common.items() if k not in CONSUMER_ONLY and k not in PRODUCER_ONLY}
+	if logger is not None:
+		for client in (producer, consumer, admin):
+			client["logger"] = logger
 	return KafkaSettings(
 		producer=producer, consumer=consumer, admin=admin, spine=spine, warnings=tuple(warnings)
 	)

@@ -12,16 +12,25 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import envelope
+from spine import envelope, logs
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
 from spine.kafka.poll_loop import Record, record_value
+
+log = logs.logger(__name__)
 
 _COLUMNS = (
 	"name", "creation", "modified", "owner", "modified_by", "docstatus", "idx", "direction", "status",
 	"message_id", "document_type", "document_name", "event", "topic", "kafka_key", "kafka_partition",
 	"kafka_offset", "origin_site", "attempts", "last_error", "message",
 )  # fmt: skip
+# Text columns and their lengths (message_log.json). INSERT IGNORE would cut a longer value
+# silently, so two message ids sharing a prefix would collapse into one row; envelope.column_value
+# stores such values in a form that stays unique instead.
+_TEXT_COLUMNS = {
+	"message_id": 140, "document_type": 140, "document_name": 140, "event": 140, "topic": 255,
+	"kafka_key": 300, "origin_site": 140,
+}  # fmt: skip
 INLINE_PROCESS_SECONDS = 2.0
 _ROW_SQL = "(NEXTVAL(`message_log_id_seq`), " + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
 
@@ -56,7 +65,7 @@ def _process_now(queue_name: str | None) -> None:
 		)
 	except Exception:
 		frappe.db.rollback()
-		frappe.logger("spine").warning(
+		log.warning(
 			"Spine intake: processing right after storing failed; kicking a processing job", exc_info=True
 		)
 		done_all = False
@@ -97,7 +106,7 @@ def _row(rec: Record, now, max_bytes: int) -> list[Any]:
 	try:
 		env = envelope.parse(raw, max_bytes=max_bytes)
 	except MalformedMessage as e:
-		frappe.logger("spine").warning(
+		log.warning(
 			"Spine intake: %s[%s]@%s stored as Invalid: %s",
 			rec["topic"],
 			rec["partition"],
@@ -126,6 +135,8 @@ def _values(now, base: dict[str, Any], **fields: Any) -> list[Any]:
 		"creation": now, "modified": now, "owner": "Administrator", "modified_by": "Administrator",
 		"docstatus": 0, "idx": 0, "direction": "Inbound", "attempts": 0, **base, **fields,
 	}  # fmt: skip
+	for column, length in _TEXT_COLUMNS.items():
+		row[column] = envelope.column_value(row.get(column), length, exact=column == "message_id")
 	return [row.get(c) for c in _COLUMNS[1:]]
 
 

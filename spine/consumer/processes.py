@@ -19,9 +19,10 @@ import frappe
 from rq import Queue, Worker
 from rq.serializers import JSONSerializer
 
+from spine import logs
 from spine.consumer.queue import json_queue, queue_name
 
-log = logging.getLogger("spine")
+log = logs.logger(__name__)
 
 
 def run_dispatchers(site: str, queue: str, numworkers: int) -> None:
@@ -62,17 +63,15 @@ def _run_children(what: str, count: int, target: Callable, *args) -> None:
 
 
 def _dispatcher_main(index: int, site: str, queue: str) -> None:
-	from spine.config.kafka import redact, split_kafka_conf
+	from spine.config.kafka import redact
 	from spine.kafka.handover import JobHandOver
 	from spine.kafka.poll_loop import Dispatcher
-	from spine.settings import config_cache
+	from spine.settings import broker, config_cache
 
 	frappe.init(site=site)
 	frappe.connect()
 	try:
-		settings = split_kafka_conf(frappe.conf.get("kafka"), default_group_id=f"spine-{site}")
-		for warning in settings.warnings:
-			log.warning("Spine: %s", warning)
+		settings = broker.site_settings()
 		name = queue_name(queue)
 		handover = JobHandOver(json_queue(name), "spine.consumer.intake.store_batch", site)
 
@@ -145,5 +144,4 @@ def _preload_job_modules() -> None:
 
 
 def _setup_logging() -> None:
-	if not logging.getLogger().handlers:
-		logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+	logs.to_terminal()

@@ -17,11 +17,14 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
+from spine import compat, logs
 from spine.consumer.queue import json_queue
 from spine.errors import HandlerConfigError, PermanentHandlerError
 from spine.handlers import resolve
 from spine.retry import RetryPolicy
 from spine.settings import config_cache
+
+log = logs.logger(__name__)
 
 BATCH_SIZE = 200
 MAX_RUN_SECONDS = 120
@@ -60,12 +63,12 @@ _EARLIER_SQL = """
 def kick(queue_name: str) -> None:
 	"""Ask for a processing pass on the jsonworkers' queue; at most one pass waits in the queue."""
 	try:
-		if frappe.cache.set(frappe.cache.make_key(_QUEUED_KEY), 1, nx=True, ex=600):
+		if compat.cache().set(compat.cache().make_key(_QUEUED_KEY), 1, nx=True, ex=600):
 			json_queue(queue_name).enqueue(
 				_JOB, frappe.local.site, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
 			)
 	except Exception:
-		frappe.logger("spine").warning(
+		log.warning(
 			"Spine processor kick failed; the per-minute scheduler will handle the new messages",
 			exc_info=True,
 		)
@@ -77,7 +80,7 @@ def run_job(site: str) -> int:
 	frappe.connect()
 	try:
 		frappe.set_user("Administrator")
-		frappe.cache.delete_value(_QUEUED_KEY)
+		compat.cache().delete_value(_QUEUED_KEY)
 		return process()
 	finally:
 		frappe.destroy()
@@ -216,7 +219,7 @@ def _record_failure(row, error: Exception, tb: str, policy: RetryPolicy) -> None
 		(status, attempts, next_at, tb, line, now, row.name),
 	)
 	frappe.db.commit()  # nosemgrep: frappe-manual-commit - the failure must be recorded even if nothing else commits
-	frappe.logger("spine").warning(
+	log.warning(
 		"Spine processor: message %s (%s %s, topic %s) failed on attempt %s: %s; %s",
 		row.name, row.document_type, row.kafka_key, row.topic, attempts, str(error)[:200], outcome,
 	)  # fmt: skip

@@ -9,7 +9,7 @@ from __future__ import annotations
 import frappe
 from frappe.utils import now_datetime
 
-from spine import envelope
+from spine import compat, envelope
 from spine.producer import capture
 
 # action -> (direction, statuses it applies to)
@@ -76,6 +76,6 @@ def _kick_after_commit(direction: str) -> None:
 	if direction == "Outbound":
 		from spine.producer import relay
 
-		frappe.db.after_commit.add(relay.kick)
+		compat.after_commit(relay.kick)
 	else:
 		frappe.enqueue("spine.consumer.processor.process_scheduled", queue="short", enqueue_after_commit=True)

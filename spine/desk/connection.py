@@ -6,8 +6,8 @@ from typing import Any
 
 import frappe
 
-from spine.config.kafka import split_kafka_conf
 from spine.errors import KafkaConfigError
+from spine.settings import broker
 
 CONFIGS = ("Spine Producer Config", "Spine Consumer Config")
 
@@ -85,7 +85,7 @@ def _admin_and_topics(config: str) -> tuple[dict | None, Any]:
 	if config not in CONFIGS:
 		frappe.throw(f"config must be one of {', '.join(CONFIGS)}")
 	try:
-		settings = split_kafka_conf(frappe.conf.get("kafka"), default_group_id=f"spine-{frappe.local.site}")
+		settings = broker.site_settings()
 	except KafkaConfigError as e:
 		return None, str(e)
 	topics = sorted({r.topic.strip() for r in frappe.get_single(config).configs if r.topic and r.enabled})

@@ -12,6 +12,10 @@ import datetime
 import frappe
 from frappe.utils import now_datetime
 
+from spine import logs
+
+log = logs.logger(__name__)
+
 DONE = ("Published", "Processed", "Skipped")
 PARKED = ("Failed", "Invalid")
 
@@ -20,7 +24,7 @@ def purge_daily() -> None:
 	"""Scheduler entry (daily)."""
 	deleted = purge()
 	if deleted:
-		frappe.logger("spine").info("Spine retention: deleted %s old Message Log entries", deleted)
+		log.info("Spine retention: deleted %s old Message Log entries", deleted)
 
 
 def purge(now: datetime.datetime | None = None) -> int:

@@ -11,8 +11,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine.config.kafka import split_kafka_conf
-from spine.settings import config_cache
+from spine.settings import broker, config_cache
 
 DEFAULT_MAX_AGE_SECONDS = 600
 
@@ -76,7 +75,7 @@ def consumer_lag() -> dict[str, Any]:
 	if not topics or not raw:
 		return {"group": None, "total": 0, "partitions": []}
 	try:
-		settings = split_kafka_conf(raw, default_group_id=f"spine-{frappe.local.site}")
+		settings = broker.site_settings()
 		from spine.kafka.lag import group_lag
 
 		parts = group_lag({**settings.consumer, "socket.timeout.ms": 5000}, topics, timeout=5)

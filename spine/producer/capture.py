@@ -12,10 +12,12 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import envelope
+from spine import compat, envelope, logs
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
 from spine.settings import config_cache
+
+log = logs.logger(__name__)
 
 # Saving these must never produce events: Spine's own rows and settings.
 _NEVER_CAPTURED = frozenset(
@@ -43,7 +45,13 @@ def on_event(doc, method: str, *args: Any) -> None:
 	"""``doc_events["*"]`` entry: cheap for unconfigured DocTypes (one dict lookup)."""
 	if doc.doctype in _NEVER_CAPTURED or frappe.flags.in_install or frappe.flags.in_uninstall:
 		return  # app installs and uninstalls are not business events (and Spine's tables may be gone)
-	routes = config_cache.producer_routes().get(doc.doctype)
+	try:
+		routes = config_cache.producer_routes().get(doc.doctype)
+	except Exception:
+		# A broken install (tables or config missing) must not stop every save on the site, and
+		# the event must not vanish either: it is logged against the document, loudly.
+		_log_unreadable_config(doc, method)
+		return
 	if not routes:
 		return
 	for route in routes:
@@ -77,23 +85,34 @@ def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | N
 		origin=_origin(),
 		origin_site=frappe.local.site,
 	)
-	frappe.db.sql(
-		INSERT_SQL,
-		{
-			"now": now_datetime(),
-			"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
-			"message_id": env.message_id,
-			"doctype": doc.doctype,
-			"docname": str(doc.name),
-			"event": event,
-			"topic": route["topic"],
-			"key": env.key,
-			"origin_site": frappe.local.site,
-			"message": envelope.encode(env).decode(),
-		},
-	)
+	try:
+		frappe.db.sql(INSERT_SQL, _row_values(doc, event, route, env))
+	except Exception as e:
+		if frappe.db.is_table_missing(e):
+			frappe.throw(
+				f"Spine cannot store the {event} event of {doc.doctype} {doc.name}: its Message Log table "
+				f"is missing. The save was stopped so the event is not lost; run "
+				f"`bench --site {frappe.local.site} migrate` to repair Spine.",
+				title="Spine is not installed completely",
+			)
+		raise
 	_register_kick()
 	return env.message_id
+
+
+def _row_values(doc, event: str, route: dict[str, Any], env: envelope.Envelope) -> dict[str, Any]:
+	return {
+		"now": now_datetime(),
+		"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
+		"message_id": env.message_id,
+		"doctype": doc.doctype,
+		"docname": str(doc.name),
+		"event": event,
+		"topic": route["topic"],
+		"key": env.key,
+		"origin_site": frappe.local.site,
+		"message": envelope.encode(env).decode(),
+	}
 
 
 def _run_handler(doc, event: str, handler_path: str | None) -> dict[str, Any] | None:
@@ -133,6 +152,35 @@ def _log_handler_problem(doc, event: str, handler_path: str, problem: Exception 
 	)
 
 
+def _log_unreadable_config(doc, event: str) -> None:
+	if frappe.flags.spine_logging_capture_problem:
+		return  # the Error Log insert passes through this hook too
+	frappe.flags.spine_logging_capture_problem = True
+	try:
+		message = (
+			f"{frappe.get_traceback()}\nSpine could not read Spine Producer Config, so the {event} event of "
+			f"{doc.doctype} {doc.name} was NOT captured for publishing. Spine's tables or DocTypes are "
+			f"probably missing after a failed install: run `bench --site {frappe.local.site} migrate` "
+			"(or `install-app spine --force`), then publish the missed documents with `spine-backfill`."
+		)
+		log.error(
+			"capture skipped for %s %s (%s): Spine's configuration cannot be read",
+			doc.doctype,
+			doc.name,
+			event,
+		)
+		frappe.log_error(
+			title=f"Spine did not capture {doc.doctype} {doc.name} ({event})"[:140],
+			message=message,
+			reference_doctype=doc.doctype,
+			reference_name=doc.name,
+		)
+	except Exception:
+		log.exception("Spine could not even record that %s %s was not captured", doc.doctype, doc.name)
+	finally:
+		frappe.flags.spine_logging_capture_problem = False
+
+
 def _origin() -> str:
 	kafka = frappe.conf.get("kafka") or {}
 	return str(kafka.get("client.id") or frappe.local.site) if isinstance(kafka, dict) else frappe.local.site
@@ -145,8 +193,8 @@ def _register_kick() -> None:
 	frappe.flags[_KICK_FLAG] = True
 	from spine.producer import relay
 
-	frappe.db.after_commit.add(relay.kick)
-	frappe.db.after_rollback.add(_clear_kick_flag)
+	compat.after_commit(relay.kick)
+	compat.after_rollback(_clear_kick_flag)
 
 
 def _clear_kick_flag() -> None:

@@ -19,11 +19,13 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import envelope
-from spine.config.kafka import split_kafka_conf
+from spine import compat, envelope, logs
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.retry import RetryPolicy
+from spine.settings import broker
+
+log = logs.logger(__name__)
 
 BATCH_SIZE = 500
 # A failed delivery waits 5 s, 10 s, ... up to 5 min; it is never given up (the row stays Pending).
@@ -41,10 +43,10 @@ def kick() -> None:
 	frappe.flags.spine_relay_kick_registered = False
 	try:
 		_mark_dirty()
-		if frappe.cache.set(frappe.cache.make_key(_QUEUED_KEY), 1, nx=True, ex=600):
+		if compat.cache().set(compat.cache().make_key(_QUEUED_KEY), 1, nx=True, ex=600):
 			frappe.enqueue(_JOB, queue="short", is_async=True)
 	except Exception:
-		frappe.logger("spine").warning(
+		log.warning(
 			"Spine relay kick failed (Redis unreachable?); pending events will be published by the "
 			"per-minute scheduler",
 			exc_info=True,
@@ -62,7 +64,7 @@ def drain(publisher: Publisher | None = None, *, max_seconds: float = MAX_DRAIN_
 	Returns at once (after leaving a dirty mark) if another drainer holds the site's relay
 	lock; that drainer runs another pass before it stops.
 	"""
-	frappe.cache.delete_value(_QUEUED_KEY)
+	compat.cache().delete_value(_QUEUED_KEY)
 	_mark_dirty()
 	published = 0
 	started = time.monotonic()
@@ -167,7 +169,7 @@ def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) ->
 				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
 				(attempts, f"{d.error} (not retried: fix the cause, then Republish)", now, line, row.name),
 			)
-		frappe.logger("spine").warning(
+		log.warning(
 			"Spine relay: event %s (%s) to topic %s not delivered: %s; %s",
 			row.name,
 			row.kafka_key,
@@ -219,14 +221,10 @@ def _record(row: dict[str, Any]) -> OutRecord:
 
 def _site_publisher() -> Publisher | None:
 	try:
-		settings = split_kafka_conf(frappe.conf.get("kafka"), default_group_id=f"spine-{frappe.local.site}")
+		settings = broker.site_settings()
 	except KafkaConfigError as e:
-		frappe.logger("spine").error(
-			"Spine relay cannot publish: %s. Events stay Pending until this is fixed.", e
-		)
+		log.error("Spine relay cannot publish: %s. Events stay Pending until this is fixed.", e)
 		return None
-	for warning in settings.warnings:
-		frappe.logger("spine").warning("Spine: %s", warning)
 	return shared_publisher(settings.producer)
 
 
@@ -243,15 +241,15 @@ def _release_lock() -> None:
 
 
 def _mark_dirty() -> None:
-	frappe.cache.set(frappe.cache.make_key(_DIRTY_KEY), 1)
+	compat.cache().set(compat.cache().make_key(_DIRTY_KEY), 1)
 
 
 def _clear_dirty() -> None:
-	frappe.cache.delete(frappe.cache.make_key(_DIRTY_KEY))
+	compat.cache().delete(compat.cache().make_key(_DIRTY_KEY))
 
 
 def _is_dirty() -> bool:
-	return bool(frappe.cache.get(frappe.cache.make_key(_DIRTY_KEY)))
+	return bool(compat.cache().get(compat.cache().make_key(_DIRTY_KEY)))
 
 
 def pending_count() -> int:

@@ -12,6 +12,7 @@ from typing import Any
 
 import frappe
 
+from spine import compat
 from spine.handlers import split_paths
 
 PRODUCER_ROUTES_KEY = "spine:producer_routes"
@@ -30,17 +31,17 @@ EVENT_FIELDS = {
 
 def producer_routes() -> dict[str, list[dict[str, Any]]]:
 	"""``{doctype: [{"topic", "handler", "events"}]}`` for enabled rows; empty when publishing is off."""
-	return frappe.cache.get_value(PRODUCER_ROUTES_KEY, generator=_build_producer_routes)
+	return compat.cache().get_value(PRODUCER_ROUTES_KEY, generator=_build_producer_routes)
 
 
 def consumer_settings() -> dict[str, Any]:
 	"""``{"routes": {topic: {doctype: [handler paths]}}, "topics": [...], retry settings, "test_mode"}``."""
-	return frappe.cache.get_value(CONSUMER_ROUTES_KEY, generator=_build_consumer_settings)
+	return compat.cache().get_value(CONSUMER_ROUTES_KEY, generator=_build_consumer_settings)
 
 
 def forget() -> None:
 	"""Drop both cached configs, in Redis and in this process."""
-	frappe.cache.delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
+	compat.cache().delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
 
 
 def forget_after_commit(key: str) -> None:
@@ -49,8 +50,8 @@ def forget_after_commit(key: str) -> None:
 	The second delete matters: between the first one and the commit, another process can
 	read the old committed config and cache it again.
 	"""
-	frappe.cache.delete_value(key)
-	frappe.db.after_commit.add(lambda: frappe.cache.delete_value(key))
+	compat.cache().delete_value(key)
+	compat.after_commit(lambda: compat.cache().delete_value(key))
 
 
 def forget_local() -> None:
@@ -58,7 +59,7 @@ def forget_local() -> None:
 	local_cache = getattr(frappe.local, "cache", None)
 	if local_cache is not None:
 		for key in (PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY):
-			local_cache.pop(frappe.cache.make_key(key), None)
+			local_cache.pop(compat.cache().make_key(key), None)
 
 
 def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:

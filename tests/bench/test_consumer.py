@@ -144,6 +144,8 @@ def test_messages_reach_handlers_and_bad_input_is_contained(
 		"Retry": {},
 	}
 	_, unknown = spine_message(topic, "Nonexistent DocType", "X-1")
+	import frappe
+
 	own_env = envelope.build(
 		doctype="Item",
 		docname="ITEM-3",
@@ -151,7 +153,7 @@ def test_messages_reach_handlers_and_bad_input_is_contained(
 		topic=topic,
 		payload={"name": "ITEM-3"},
 		origin="x",
-		origin_site="spine.test",
+		origin_site=frappe.local.site,  # whatever the site under test is called
 	)
 	items = [
 		spine_item,
@@ -265,6 +267,43 @@ def test_handler_effects_and_status_commit_together(consumer_config, frappe_site
 
 	assert comments(good.message_id) == 1
 	assert comments(bad.message_id) == 0, "the failed handler's write was rolled back"
+
+
+def test_ids_that_do_not_fit_their_column_never_merge_two_messages(frappe_site):
+	"""Ids differing after 140 characters, or only in case or a trailing space, are distinct messages;
+	a redelivery of any of them is still dropped; long topics and keys are kept apart too."""
+	import frappe
+
+	from spine.consumer import intake
+
+	topic = unique("ids") + "-" + "t" * 200  # Kafka allows 249 characters
+	long_prefix = "m" * 140
+	ids = [f"{long_prefix}-first", f"{long_prefix}-second", "Order-1", "order-1", "order-1 ", "ORDER-1"]
+	envs = [
+		envelope.build(
+			doctype="ToDo", docname=f"doc-{i}", event="on_update", topic=topic, payload={},
+			origin="other", origin_site="other.site", message_id=mid,
+		)
+		for i, mid in enumerate(ids)
+	]  # fmt: skip
+	records = as_records(topic, envs)
+	records[0]["key"] = "K" * 400 + "-a"  # keys longer than the column, sharing 400 characters
+	records[1]["key"] = "K" * 400 + "-b"
+	try:
+		assert intake.store(records) == len(ids)
+		assert intake.store(records) == 0, "a redelivery of the same messages stores nothing"
+		frappe.db.commit()
+		rows = frappe.get_all(
+			"Message Log", {"direction": "Inbound", "topic": ("like", topic[:100] + "%")},
+			["message_id", "kafka_key", "topic", "document_name"],
+		)  # fmt: skip
+		assert len(rows) == len(ids)
+		assert len({r.message_id.lower().rstrip() for r in rows}) == len(ids)
+		assert len({r.kafka_key for r in rows if r.document_name in ("doc-0", "doc-1")}) == 2
+		assert {r.topic for r in rows} == {topic}
+	finally:
+		frappe.db.delete("Message Log", {"topic": ("like", topic[:100] + "%")})
+		frappe.db.commit()
 
 
 def test_concurrent_processors_never_handle_a_row_twice(consumer_config, frappe_site, reset_calls):

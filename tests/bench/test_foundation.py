@@ -230,7 +230,9 @@ def _root_sql(query: str, args=()) -> tuple:
 	try:
 		with conn.cursor() as cur:
 			cur.execute(query, args)
-			return cur.fetchall()
+			rows = cur.fetchall()
+		conn.commit()
+		return rows
 	finally:
 		conn.close()
 
@@ -291,3 +293,73 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 			"--no-backup",
 			"--force",
 		)
+
+
+@pytest.fixture
+def scratch_site():
+	"""A new site with Spine installed, dropped afterwards: (site name, its database name)."""
+	site = f"spine-scratch-{uuid.uuid4().hex[:6]}.test"
+	made = _bench("new-site", site, "--db-root-username", "root", "--admin-password", "admin",
+		"--db-host", "127.0.0.1", "--install-app", "spine")  # fmt: skip
+	assert made.returncode == 0, made.stderr[-2000:]
+	try:
+		with open(os.path.join(os.environ["SPINE_BENCH"], "sites", site, "site_config.json")) as f:
+			yield site, json.load(f)["db_name"]
+	finally:
+		_bench("drop-site", site, "--db-root-username", "root", "--no-backup", "--force")
+
+
+@pytest.mark.slow
+def test_a_broken_install_never_stops_saves_and_migrate_repairs_it(scratch_site):
+	"""Spine's DocTypes and tables gone (a failed install): saves still work, each uncaptured event is an
+	Error Log naming the document, and `bench migrate` brings Spine back."""
+	site, db = scratch_site
+	_root_sql(f"DROP TABLE `{db}`.`tabMessage Log`")
+	for doctype in ("Spine Producer Config", "Spine Consumer Config"):
+		_root_sql(f"DELETE FROM `{db}`.`tabDocField` WHERE parent = %s", (doctype,))
+		_root_sql(f"DELETE FROM `{db}`.`tabDocType` WHERE name = %s", (doctype,))
+	assert _bench("--site", site, "clear-cache").returncode == 0
+
+	todo = json.dumps({"doc": {"doctype": "ToDo", "description": "saved on a broken install"}})
+	saved = _bench("--site", site, "execute", "frappe.client.insert", "--kwargs", todo)
+	assert saved.returncode == 0, saved.stderr[-2000:]
+	name = json.loads(saved.stdout.strip().splitlines()[-1])["name"]
+	logged = _root_sql(
+		f"SELECT method, error FROM `{db}`.`tabError Log` WHERE reference_doctype = 'ToDo' AND reference_name = %s",
+		(name,),
+	)
+	assert logged and all("NOT captured" in e and "migrate" in e for _, e in logged), (saved.stdout, logged)
+
+	repaired = _bench("--site", site, "migrate")
+	assert repaired.returncode == 0, repaired.stderr[-2000:]
+	assert "tabMessage Log" in _tables(db)
+	again = _bench("--site", site, "execute", "frappe.client.insert", "--kwargs", todo)
+	assert again.returncode == 0, again.stderr[-2000:]
+	name = json.loads(again.stdout.strip().splitlines()[-1])["name"]
+	assert _root_sql(f"SELECT COUNT(*) FROM `{db}`.`tabError Log` WHERE reference_name = %s", (name,)) == (
+		(0,),
+	)
+
+
+def test_installing_spine_changes_no_package_the_bench_has():
+	"""`bench get-app` runs `pip install -e apps/spine`: pip must keep every installed version."""
+	bench_python = os.path.join(os.environ["SPINE_BENCH"], "env", "bin", "python")
+	root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+	report = subprocess.run(
+		[bench_python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "-e", root,
+			"--disable-pip-version-check"],
+		capture_output=True, text=True, timeout=300,
+	)  # fmt: skip
+	assert report.returncode == 0, report.stderr[-2000:]
+	listed = subprocess.run(
+		[bench_python, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+		capture_output=True, text=True, timeout=120,
+	)  # fmt: skip
+	installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed.stdout)}
+	changes = [
+		f"{m['name']} {installed[key]} -> {m['version']}"
+		for item in json.loads(report.stdout)["install"]
+		if (m := item["metadata"]) and (key := m["name"].lower().replace("_", "-")) in installed
+		and key != "spine" and installed[key] != m["version"]
+	]  # fmt: skip
+	assert not changes, changes

@@ -197,3 +197,19 @@ def test_arbitrary_bytes_never_raise_anything_else():
 			envelope.parse(s)
 		except MalformedMessage:
 			pass
+
+
+def test_column_value_keeps_what_fits_and_shortens_the_rest_without_merging():
+	from spine.envelope import column_value
+
+	assert column_value("3f0c" * 8, 140, exact=True) == "3f0c" * 8
+	assert column_value(None, 140) is None
+	long_a, long_b = "x" * 140 + "a", "x" * 140 + "b"
+	short_a, short_b = column_value(long_a, 140, exact=True), column_value(long_b, 140, exact=True)
+	assert short_a != short_b and len(short_a) <= 140 and short_a.startswith("x" * 60)
+	assert column_value(long_a, 140, exact=True) == short_a, "the same id is always stored the same way"
+	# a case- and accent-insensitive collation must not see these as one id
+	stored = {column_value(v, 140, exact=True) for v in ("Order-1", "order-1", "order-1 ", "Ordér-1")}
+	assert len({s.lower().rstrip() for s in stored}) == 4
+	assert column_value("Order-1", 140) == "Order-1", "non-unique columns keep readable values"
+	assert column_value("k" * 301, 300) != column_value("k" * 300 + "j", 300)

@@ -17,7 +17,7 @@ PACKAGE = ROOT / "spine"
 # Lower layers never import higher ones. Same layer: only within one folder.
 LAYERS: list[tuple[str, ...]] = [
 	("spine.envelope", "spine.errors", "spine.retry", "spine.handlers", "spine.config", "spine.kafka"),
-	("spine.compat",),
+	("spine.compat", "spine.logs"),
 	("spine.settings",),
 	("spine.producer",),
 	("spine.sync", "spine.rpc"),
