@@ -17,7 +17,7 @@ import uuid
 
 from common import connect_site, local_broker, site_kafka, summary, write_results
 
-from spine import envelope
+from spine import compat, envelope
 
 DEMO = "spine.demo"
 
@@ -123,7 +123,7 @@ def main() -> None:
 			), f"only {count('Processed')} of {args.messages} processed in time"
 
 			# latency on an idle pipeline: one message at a time
-			frappe.cache.delete_value(CALLS_KEY)
+			compat.cache().delete_value(CALLS_KEY)
 			sent: dict[str, float] = {}
 			for i in range(args.latency_samples):
 				message_id, key, value, headers = bench_envelope(latency_topic, f"L-{i}", {})
@@ -136,7 +136,7 @@ def main() -> None:
 			while len(calls) < len(sent) and time.monotonic() < deadline:
 				calls = {
 					c.decode().split()[0]: float(c.decode().split()[1])
-					for c in frappe.cache.lrange(CALLS_KEY, 0, -1)
+					for c in compat.cache().lrange(CALLS_KEY, 0, -1)
 				}
 				time.sleep(0.2)
 			latencies = [(calls[m] - t) * 1000 for m, t in sent.items() if m in calls]

@@ -13,6 +13,8 @@ import uuid
 
 from common import connect_site, local_broker, site_kafka, summary, write_results
 
+from spine import compat
+
 
 def main() -> None:
 	parser = argparse.ArgumentParser(description=__doc__)
@@ -53,7 +55,7 @@ def main() -> None:
 			times: dict[str, list[float]] = {"not involved": [], "unconfigured": [], "configured": []}
 			route("ToDo", topic)
 			configured_routes = config_cache.producer_routes()
-			route_key = frappe.cache.make_key(config_cache.PRODUCER_ROUTES_KEY)
+			route_key = compat.cache().make_key(config_cache.PRODUCER_ROUTES_KEY)
 			modes = {  # (doc_events hooks, routes Spine sees) — switched per save, so drift hits all alike
 				"not involved": (without_spine, {}),
 				"unconfigured": (with_spine, {"Note": configured_routes["ToDo"]}),

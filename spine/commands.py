@@ -47,6 +47,17 @@ def spine_backfill(context, doctype: str, filters: str | None, batch_size: int, 
 		frappe.destroy()
 
 
+@click.command("spine-relay")
+@pass_context
+def spine_relay(context) -> None:
+	"""Publish this site's captured events the moment their transaction commits (long-running)."""
+	from spine import logs
+	from spine.producer.relay import serve
+
+	logs.to_terminal()
+	serve(get_site(context))
+
+
 # --- consumer commands ---
 
 
@@ -160,4 +171,12 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 		raise SystemExit(1)
 
 
-commands = [spine_backfill, eventdispatcher, jsonworker, spine_broker, spine_processes, spine_status]
+commands = [
+	spine_backfill,
+	spine_relay,
+	eventdispatcher,
+	jsonworker,
+	spine_broker,
+	spine_processes,
+	spine_status,
+]

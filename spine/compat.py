@@ -29,7 +29,8 @@ def cache() -> Any:
 	return c() if isinstance(c, types.FunctionType) else c
 
 
-def _has_after_commit() -> bool:
+def has_after_commit() -> bool:
+	"""Whether callbacks registered with ``after_commit`` run after COMMIT (v15+) or just before it (v14)."""
 	global HAS_AFTER_COMMIT
 	if HAS_AFTER_COMMIT is None:
 		HAS_AFTER_COMMIT = hasattr(frappe.db, "after_commit")
@@ -38,7 +39,7 @@ def _has_after_commit() -> bool:
 
 def after_commit(fn: Callable[[], Any]) -> None:
 	"""Run ``fn`` once after the current transaction commits (v14: right before its COMMIT)."""
-	if _has_after_commit():
+	if has_after_commit():
 		frappe.db.after_commit.add(fn)
 		return
 	pending = frappe.local.before_commit
@@ -50,7 +51,7 @@ def after_commit(fn: Callable[[], Any]) -> None:
 
 def after_rollback(fn: Callable[[], Any]) -> None:
 	"""Run ``fn`` once if the current transaction is rolled back."""
-	if _has_after_commit():
+	if has_after_commit():
 		frappe.db.after_rollback.add(fn)
 		return
 	frappe.local.rollback_observers.append(_RollbackObserver(fn))

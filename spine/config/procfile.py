@@ -6,9 +6,11 @@ from pathlib import Path
 
 
 def procfile_lines(site: str, queue: str, numworkers: int) -> list[str]:
-	"""Procfile lines for ``eventdispatcher`` and ``jsonworker`` of ``site`` (the two ``--queue`` values match)."""
+	"""Procfile lines for ``spine-relay``, ``eventdispatcher`` and ``jsonworker`` of ``site``
+	(the two ``--queue`` values match)."""
 	tag = site.replace(".", "_")
 	return [
+		f"spine_relay_{tag}: bench --site {site} spine-relay",
 		f"spine_dispatcher_{tag}: bench --site {site} eventdispatcher --queue {queue} --numworkers {numworkers}",
 		f"spine_worker_{tag}: bench --site {site} jsonworker --queue {queue} --numworkers {numworkers}",
 	]
@@ -25,7 +27,7 @@ command={command}
 directory={bench_path}
 user={user}
 stopsignal=QUIT
-stopwaitsecs={60 if "dispatcher" in name else 150}
+stopwaitsecs={150 if "worker" in name else 60}
 autostart=true
 autorestart=true
 stdout_logfile={bench_path}/logs/{name}.log

@@ -12,11 +12,16 @@ import logging
 import multiprocessing
 import os
 import signal
+import socket
 import sys
+import threading
 from collections.abc import Callable
 
 import frappe
-from rq import Queue, Worker
+from rq import Queue, SimpleWorker
+from rq.exceptions import NoSuchJobError
+from rq.job import Job
+from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from spine import logs
@@ -91,6 +96,7 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 			topics,
 			handover,
 			min_commit_count=settings.spine["consumer.min.commit.count"],
+			refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
 			name=f"eventdispatcher-{index}@{site}",
 		)
 		dispatcher.install_signal_handlers()
@@ -104,43 +110,109 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 
 
 def _worker_main(index: int, site: str, queue: str, burst: bool) -> None:
-	_preload_job_modules()
-	frappe.init(site=site)
-	try:
-		from frappe.utils.background_jobs import get_redis_conn
+	import spine.consumer.intake
+	import spine.consumer.processor
+	from spine.consumer.queue import keep_site_between_jobs
 
-		name = queue_name(queue)
-		connection = get_redis_conn()
-	finally:
-		frappe.destroy()  # jobs init the site themselves; the worker keeps no connection across fork
+	keep_site_between_jobs()
+	frappe.init(site=site)
+	from frappe.utils.background_jobs import get_redis_conn
+
+	name = queue_name(queue)
+	connection = get_redis_conn()
 	worker = _Worker(
 		[Queue(name, connection=connection, serializer=JSONSerializer)],
 		connection=connection,
 		serializer=JSONSerializer,
 		name=f"spine-jsonworker-{os.getpid()}-{index}",
 		maintenance_interval=30,  # notice a dead worker's job (and retry it) within a minute
+		# an idle worker wakes every 30 s (RQ's default: 405 s) to run that maintenance: retrying
+		# abandoned jobs and starting the scheduler that re-queues retries
+		default_worker_ttl=45,
 	)
 	log.info("jsonworker-%s@%s: executing jobs of RQ queue %s", index, site, name)
-	worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+	try:
+		worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+	finally:
+		frappe.destroy()
 
 
-class _Worker(Worker):
-	"""An RQ worker that also treats SIGQUIT (supervisor's stopsignal) as a warm shutdown."""
+class _Worker(SimpleWorker):
+	"""An RQ worker that runs each job in its own process (no fork per job: the site's database
+	connection and imported modules serve every job) and treats SIGQUIT (supervisor's
+	stopsignal) as a warm shutdown, like SIGTERM: the current job finishes first."""
 
 	def _install_signal_handlers(self):
 		super()._install_signal_handlers()
 		signal.signal(signal.SIGQUIT, self.request_stop)
 
+	def execute_job(self, job, queue):
+		# RQ's forking worker heartbeats while its work horse runs; without a fork, a thread does it,
+		# so a job of a worker that died is recognised as abandoned (and retried) as soon as with RQ.
+		done = threading.Event()
 
-def _preload_job_modules() -> None:
-	"""Import what jobs use before RQ forks a work horse per job, so no job pays for the imports."""
-	import frappe.database.mariadb.database
-	import frappe.model.document
-	import frappe.query_builder
-	import frappe.utils.data
+		def beat() -> None:
+			while not done.wait(self.job_monitoring_interval):
+				try:
+					self.maintain_heartbeats(job)
+				except Exception:
+					log.warning("jsonworker: heartbeat for job %s failed", job.id, exc_info=True)
 
-	import spine.consumer.intake
-	import spine.consumer.processor
+		beater = threading.Thread(target=beat, name="spine-job-heartbeat", daemon=True)
+		beater.start()
+		try:
+			return super().execute_job(job, queue)
+		finally:
+			done.set()
+			beater.join(5)
+
+	def get_heartbeat_ttl(self, job) -> int:
+		return self.job_monitoring_interval + 60  # as RQ's forking worker: abandoned jobs found in 90 s
+
+	def clean_registries(self):
+		# RQ lets one worker clean a queue's registries every 15 minutes, so a job whose worker
+		# was killed would wait that long. A stored batch must not: every maintenance (30 s) jobs
+		# of workers that died on this host are queued again at once, and RQ's own cleaning runs
+		# (abandoned jobs retried, jobs stuck between queue and worker recovered).
+		for queue in self.queues:
+			_requeue_jobs_of_dead_local_workers(self, queue)
+			self.connection.delete(queue.registry_cleaning_key)
+		super().clean_registries()
+
+
+def _requeue_jobs_of_dead_local_workers(worker: SimpleWorker, queue: Queue) -> None:
+	registry = StartedJobRegistry(queue=queue)
+	host = socket.gethostname()
+	for job_id in registry.get_job_ids():
+		try:
+			job = Job.fetch(job_id, connection=worker.connection, serializer=JSONSerializer)
+		except NoSuchJobError:
+			registry.remove(job_id)
+			continue
+		owner = job.worker_name
+		if not owner or owner == worker.name:
+			continue
+		hostname, pid = worker.connection.hmget(f"rq:worker:{owner}", "hostname", "pid")
+		if hostname is not None and hostname.decode() != host:
+			continue  # another machine's worker: its heartbeat tells (clean_registries)
+		if pid is not None and _alive(int(pid)):
+			continue
+		registry.remove(job)
+		queue.enqueue_job(job, at_front=True)  # it came before what waits now
+		log.warning(
+			"jsonworker: job %s (%s) was running in worker %s, which is gone; queued it again",
+			job.id, job.description, owner,
+		)  # fmt: skip
+
+
+def _alive(pid: int) -> bool:
+	try:
+		os.kill(pid, 0)
+	except ProcessLookupError:
+		return False
+	except PermissionError:
+		return True
+	return True
 
 
 def _setup_logging() -> None:

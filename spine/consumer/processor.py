@@ -1,17 +1,32 @@
 """The processor: run due Inbound Message Log rows through their configured handlers.
 
-Each row is handled in its own transaction, holding a row lock (``FOR UPDATE SKIP LOCKED``):
-the handlers' effects and the status change commit together or roll back together, and
-concurrent processors (scheduler, kicks, several workers) never handle a row twice. Rows of
-one document (same topic and Kafka key) are handled in offset order: a row waits while an
-earlier one is Pending, being handled, or in Error waiting for its retry. Failed rows no
-longer block.
+Rows are handled in batch transactions, one SAVEPOINT per message (or per batch-handler call).
+What that keeps true:
+
+- a message's handler effects and its status change commit together: a failing handler is
+  rolled back to its savepoint, so only its own effects are undone, and its failure is recorded
+  in the same transaction; the batch commits once;
+- concurrent processors (scheduler, kicks, several jsonworkers) never handle a row twice: a
+  batch's rows are locked ``FOR UPDATE SKIP LOCKED``;
+- rows of one document (same topic and Kafka key) are handled in offset order: a row waits
+  while an earlier one is unfinished and not in this batch, and a failure holds back the later
+  rows of its document in the batch; Failed rows no longer block;
+- a handler that calls ``frappe.db.commit()`` or ``rollback()`` itself is noticed: the batch
+  stops right there (what committed is recorded, what rolled back is handled again), and from
+  then on that handler's messages are handled one per transaction, as Spine's first release did.
+
+Batch handlers (a Spine Consumer Config row with "Batch handler" ticked) are called once with
+the list of due messages of their route. If the call fails it is tried once more, then the batch
+is split in halves until the failing messages are found; each message's status and attempts
+stay its own.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import frappe
@@ -26,21 +41,25 @@ from spine.settings import config_cache
 
 log = logs.logger(__name__)
 
-BATCH_SIZE = 200
+BATCH_SIZE = 500
+# A batch stops taking new messages after this long, so its row locks are held briefly.
+BATCH_SECONDS = 2.0
 MAX_RUN_SECONDS = 120
+PARALLEL_JOBS = 2  # processing jobs that may wait in the jsonworkers' queue at once
 _QUEUED_KEY = "spine:processor:queued"
 _JOB = "spine.consumer.processor.run_job"
+_UNFINISHED = ("Pending", "Processing", "Error")
 
-# Due rows not waiting behind an earlier unfinished row of their document, so LIMIT never fills
-# up with blocked rows while newer documents wait.
+# Due rows not held back by an earlier row of their document that is in backoff or being
+# handled elsewhere, so LIMIT never fills up with rows that cannot run.
 _CANDIDATES_SQL = """
 	SELECT m.name FROM `tabMessage Log` m
 	WHERE m.direction = 'Inbound' AND m.status IN ('Pending', 'Error')
 		AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %(now)s)
 		AND NOT EXISTS (
 			SELECT 1 FROM `tabMessage Log` e
-			WHERE e.kafka_key = m.kafka_key AND e.status IN ('Pending', 'Processing', 'Error')
-				AND e.direction = 'Inbound' AND e.topic = m.topic
+			WHERE e.kafka_key = m.kafka_key AND e.direction = 'Inbound' AND e.topic = m.topic
+				AND (e.status = 'Processing' OR (e.status = 'Error' AND e.next_attempt_at > %(now)s))
 				AND (e.kafka_partition, e.kafka_offset) < (m.kafka_partition, m.kafka_offset))
 	ORDER BY m.name LIMIT %(limit)s
 """
@@ -48,42 +67,45 @@ _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
 		origin_site, attempts, message
 	FROM `tabMessage Log`
-	WHERE name = %(name)s AND direction = 'Inbound' AND status IN ('Pending', 'Error')
+	WHERE name IN %(names)s AND direction = 'Inbound' AND status IN ('Pending', 'Error')
 		AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
+	ORDER BY name LIMIT %(limit)s
 	FOR UPDATE SKIP LOCKED
 """
-_EARLIER_SQL = """
-	SELECT name FROM `tabMessage Log`
-	WHERE kafka_key = %(key)s AND status IN ('Pending', 'Processing', 'Error') AND direction = 'Inbound'
-		AND topic = %(topic)s AND (kafka_partition, kafka_offset) < (%(partition)s, %(offset)s)
-	LIMIT 1
+_UNFINISHED_OF_KEYS_SQL = """
+	SELECT name, topic, kafka_key, kafka_partition, kafka_offset FROM `tabMessage Log`
+	WHERE direction = 'Inbound' AND kafka_key IN %(keys)s AND status IN ('Pending', 'Processing', 'Error')
 """
+
+# Handler paths seen calling frappe.db.commit()/rollback(); their messages get a transaction each.
+_SELF_COMMITTING: set[str] = set()
 
 
 def kick(queue_name: str) -> None:
-	"""Ask for a processing pass on the jsonworkers' queue; at most one pass waits in the queue."""
+	"""Ask for a processing pass on the jsonworkers' queue; at most ``PARALLEL_JOBS`` wait at once."""
 	try:
-		if compat.cache().set(compat.cache().make_key(_QUEUED_KEY), 1, nx=True, ex=600):
-			json_queue(queue_name).enqueue(
-				_JOB, frappe.local.site, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
-			)
+		cache = compat.cache()
+		for slot in range(PARALLEL_JOBS):
+			if cache.set(cache.make_key(f"{_QUEUED_KEY}:{slot}"), 1, nx=True, ex=600):
+				json_queue(queue_name).enqueue(
+					_JOB, frappe.local.site, slot, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
+				)
+				return
 	except Exception:
 		log.warning(
-			"Spine processor kick failed; the per-minute scheduler will handle the new messages",
+			"Spine processor kick failed on %s; the per-minute scheduler will handle the new messages",
+			frappe.local.site,
 			exc_info=True,
 		)
 
 
-def run_job(site: str) -> int:
+def run_job(site: str, slot: int = 0) -> int:
 	"""RQ job entry (JSON args) for a kicked processing pass."""
-	frappe.init(site=site)
-	frappe.connect()
-	try:
-		frappe.set_user("Administrator")
-		compat.cache().delete_value(_QUEUED_KEY)
+	from spine.consumer.queue import job_site
+
+	with job_site(site):
+		compat.cache().delete_value(f"{_QUEUED_KEY}:{slot}")
 		return process()
-	finally:
-		frappe.destroy()
 
 
 def process_scheduled() -> None:
@@ -91,148 +113,327 @@ def process_scheduled() -> None:
 	process()
 
 
-def process(max_seconds: float = MAX_RUN_SECONDS) -> int:
-	"""Handle due rows until none is left (or ``max_seconds`` passed); returns how many were finished."""
+def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) -> int:
+	"""Handle due rows until none is left (or ``max_seconds`` passed); returns how many reached a new status."""
 	config_cache.forget_local()
 	settings = config_cache.consumer_settings()
-	policy = RetryPolicy(
-		max(1, int(settings["max_attempts"])),
-		int(settings["retry_backoff_seconds"]),
-		max(int(settings["retry_backoff_max_seconds"]), int(settings["retry_backoff_seconds"])),
-	)
+	policy = retry_policy(settings)
 	deadline = time.monotonic() + max_seconds
 	finished = 0
 	while time.monotonic() < deadline:
-		names = [r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": BATCH_SIZE})]
-		frappe.db.commit()  # nosemgrep: frappe-manual-commit - end the read so each row gets a fresh transaction
-		progressed = 0
-		for name in names:
-			if handle_one(name, settings, policy):
-				progressed += 1
-		finished += progressed
-		if not progressed:
+		names = [
+			r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": batch_size * 4})
+		]
+		if not names:
 			break
+		done = Batch(settings, policy).run(names, batch_size)
+		finished += done
+		if not done:
+			break
+	frappe.db.rollback()  # end the last read
 	return finished
 
 
 def has_due() -> bool:
 	"""Whether a due, unblocked Inbound row is waiting."""
 	found = bool(frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": 1}))
-	frappe.db.commit()  # nosemgrep: frappe-manual-commit - end the read transaction
+	frappe.db.rollback()  # end the read transaction
 	return found
 
 
-def handle_one(name: int, settings: dict[str, Any], policy: RetryPolicy) -> bool:
-	"""Handle row ``name`` if it is due, unlocked and not waiting behind an earlier row; commit the outcome.
-
-	Returns True when the row reached a new status.
-	"""
-	now = now_datetime()
-	row = frappe.db.sql(_LOCK_SQL, {"name": name, "now": now}, as_dict=True)
-	if not row:
-		frappe.db.rollback()
-		return False
-	row = row[0]
-	earlier = frappe.db.sql(
-		_EARLIER_SQL,
-		{
-			"key": row.kafka_key,
-			"topic": row.topic,
-			"partition": row.kafka_partition,
-			"offset": row.kafka_offset,
-		},
+def retry_policy(settings: dict[str, Any]) -> RetryPolicy:
+	return RetryPolicy(
+		max(1, int(settings["max_attempts"])),
+		int(settings["retry_backoff_seconds"]),
+		max(int(settings["retry_backoff_max_seconds"]), int(settings["retry_backoff_seconds"])),
 	)
-	if earlier:
-		frappe.db.rollback()
-		return False
-
-	skip_reason, handlers = _route(row, settings)
-	if skip_reason:
-		_finish(row.name, "Skipped", skip_reason)
-		return True
-
-	body = json.loads(row.message)
-	try:
-		for handler in handlers:
-			handler(body)
-	except Exception as e:
-		tb = frappe.get_traceback()
-		frappe.db.rollback()  # undo whatever the handlers wrote
-		_record_failure(row, e, tb, policy)
-		return True
-	_finish(row.name, "Processed", None)
-	return True
 
 
-def _route(row, settings: dict[str, Any]) -> tuple[str | None, list]:
-	"""(reason to skip, None) or (None, [handler callables]) for a locked row."""
-	own_site = row.origin_site in {frappe.local.site, _own_client_id()}
-	if own_site and not settings.get("test_mode"):
-		return (
-			f"published by this site ({row.origin_site}); turn on 'Handle messages from this site too' to handle it",
-			[],
+@dataclass
+class _Route:
+	"""What runs for a message: handler callables (one list per message, or one list per batch)."""
+
+	paths: list[str]
+	handlers: list[Callable[..., Any]]
+	batch: bool = False
+
+	@property
+	def self_committing(self) -> bool:
+		return any(p in _SELF_COMMITTING for p in self.paths)
+
+
+@dataclass
+class _Ended:
+	"""Set when something inside the batch transaction committed or rolled it back."""
+
+	committed: bool = False
+	rolled_back: bool = False
+	closing: bool = False
+
+	def on_commit(self) -> None:
+		if not self.closing:
+			self.committed = True
+
+	def on_rollback(self) -> None:
+		if not self.closing:
+			self.rolled_back = True
+
+	@property
+	def ended(self) -> bool:
+		return self.committed or self.rolled_back
+
+
+@dataclass
+class Batch:
+	"""One transaction over a set of locked rows. ``run`` commits it and returns the rows finished."""
+
+	settings: dict[str, Any]
+	policy: RetryPolicy
+	finished: int = 0
+	blocked_keys: set[tuple[str, str]] = field(default_factory=set)
+	ended: _Ended = field(default_factory=_Ended)
+	_savepoints: int = 0
+
+	def run(self, names: list[int], limit: int) -> int:
+		rows = frappe.db.sql(
+			_LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": limit}, as_dict=True
 		)
-	paths = settings["routes"].get(row.topic, {}).get(row.document_type)
-	if not paths:
-		unknown = (
-			""
-			if frappe.db.exists("DocType", row.document_type)
-			else f" ({row.document_type} is not a DocType on this site)"
-		)
-		return f"no handler configured for topic {row.topic} and DocType {row.document_type}{unknown}", []
-	installed = frappe.get_installed_apps()
-	handlers = []
-	for path in paths:
+		if not rows:
+			frappe.db.rollback()
+			return 0
+		rows = self._in_document_order(rows)
+		compat.after_commit(self.ended.on_commit)
+		compat.after_rollback(self.ended.on_rollback)
+		started = time.monotonic()
+		groups: dict[tuple[str, str], list] = {}
+		for row in rows:
+			if time.monotonic() - started > BATCH_SECONDS:
+				break  # the rest stay Pending (locks are released at commit) for the next batch
+			if (row.topic, row.kafka_key) in self.blocked_keys:
+				continue
+			skip_reason, route = self._route(row)
+			if skip_reason:
+				self._set_status([row.name], "Skipped", skip_reason)
+				continue
+			if route.self_committing:
+				self._commit()
+				return self.finished + self._run_alone(row, route)
+			if route.batch:
+				groups.setdefault((row.topic, row.document_type), []).append((row, route))
+				continue
+			failure = self._run_one(row, route)
+			if self.ended.ended:
+				return self._settle_ended([row], route, failure)
+		for members in groups.values():
+			rows_of_route, route = [r for r, _ in members], members[0][1]
+			failure = self._run_group(rows_of_route, route, retry=True)
+			if self.ended.ended:
+				return self._settle_ended(rows_of_route, route, failure)
+		self._commit()
+		return self.finished
+
+	def _in_document_order(self, rows: list) -> list:
+		"""Drop rows behind an unfinished earlier row of their document that this batch does not hold."""
+		keys = tuple({r.kafka_key for r in rows if r.kafka_key is not None})
+		if not keys:
+			return rows
+		mine = {r.name for r in rows}
+		unfinished = frappe.db.sql(_UNFINISHED_OF_KEYS_SQL, {"keys": keys}, as_dict=True)
+		first_foreign: dict[tuple[str, str], tuple[int, int]] = {}
+		for u in unfinished:
+			if u.name in mine:
+				continue
+			pos, key = (u.kafka_partition, u.kafka_offset), (u.topic, u.kafka_key)
+			if key not in first_foreign or pos < first_foreign[key]:
+				first_foreign[key] = pos
+		return [
+			r
+			for r in rows
+			if (r.topic, r.kafka_key) not in first_foreign
+			or (r.kafka_partition, r.kafka_offset) < first_foreign[(r.topic, r.kafka_key)]
+		]
+
+	def _route(self, row) -> tuple[str | None, _Route | None]:
+		"""(reason to skip, None) or (None, the route) for a locked row."""
+		own_site = row.origin_site in {frappe.local.site, _own_client_id()}
+		if own_site and not self.settings.get("test_mode"):
+			return (
+				f"published by this site ({row.origin_site}); turn on 'Handle messages from this site too' "
+				"to handle it",
+				None,
+			)
+		config = self.settings["routes"].get(row.topic, {}).get(row.document_type)
+		if not config:
+			unknown = (
+				""
+				if frappe.db.exists("DocType", row.document_type)
+				else f" ({row.document_type} is not a DocType on this site)"
+			)
+			return (
+				f"no handler configured for topic {row.topic} and DocType {row.document_type}{unknown}",
+				None,
+			)
+		installed = frappe.get_installed_apps()
+		handlers = []
+		for path in config["handlers"]:
+			try:
+				handlers.append(resolve(path, installed))
+			except HandlerConfigError as e:
+				handlers.append(_broken_handler(e))
+		return None, _Route(config["handlers"], handlers, bool(config.get("batch")))
+
+	def _run_one(self, row, route: _Route) -> tuple[Exception, str] | None:
+		"""Run the handlers for one message inside a savepoint; returns the failure only if a handler
+		also ended the transaction (then nothing is recorded yet)."""
+		body = json.loads(row.message)
+		savepoint = self._savepoint()
 		try:
-			handlers.append(resolve(path, installed))
-		except HandlerConfigError as e:
-			handlers.append(_broken_handler(e))
-	return None, handlers
+			for handler in route.handlers:
+				handler(body)
+		except Exception as e:
+			if self.ended.ended:
+				return e, frappe.get_traceback()
+			tb = frappe.get_traceback()
+			frappe.db.rollback(save_point=savepoint)  # undo this message's effects only
+			self._record_failure(row, e, tb)
+			return None
+		if not self.ended.ended:
+			self._set_status([row.name], "Processed", None)
+		return None
+
+	def _run_group(self, rows: list, route: _Route, retry: bool) -> tuple[Exception, str] | None:
+		"""Call the batch handlers with ``rows``; on failure try once more, then halve until found."""
+		rows = [r for r in rows if (r.topic, r.kafka_key) not in self.blocked_keys]
+		if not rows:
+			return None
+		bodies = [json.loads(r.message) for r in rows]
+		savepoint = self._savepoint()
+		try:
+			for handler in route.handlers:
+				handler(bodies)
+		except Exception as e:
+			if self.ended.ended:
+				return e, frappe.get_traceback()
+			tb = frappe.get_traceback()
+			frappe.db.rollback(save_point=savepoint)
+			if retry:
+				return self._run_group(rows, route, retry=False)
+			if len(rows) == 1:
+				self._record_failure(rows[0], e, tb)
+				return None
+			half = len(rows) // 2
+			failure = self._run_group(rows[:half], route, retry=False)
+			if self.ended.ended:
+				return failure
+			return self._run_group(rows[half:], route, retry=False)
+		if not self.ended.ended:
+			self._set_status([r.name for r in rows], "Processed", None)
+		return None
+
+	def _settle_ended(self, rows: list, route: _Route, failure: tuple[Exception, str] | None) -> int:
+		"""A handler committed or rolled back the batch transaction itself: settle ``rows`` and stop.
+
+		Messages earlier in the batch committed with the handler's commit, or are Pending again after
+		its rollback (their effects undone with them). ``rows`` are not run again: their handler
+		already ran; they are marked Processed, or failed if it raised.
+		"""
+		_SELF_COMMITTING.update(route.paths)
+		what = "committed" if self.ended.committed else "rolled back"
+		log.warning(
+			"Spine processor on %s: handler %s %s the transaction itself (message %s, %s %s); its messages "
+			"are now handled one per transaction. Handlers should not commit: Spine commits their effects "
+			"together with the message status.",
+			frappe.local.site, ", ".join(route.paths), what, rows[0].name, rows[0].document_type,
+			rows[0].kafka_key,
+		)  # fmt: skip
+		counted = self.finished if self.ended.committed else 0
+		self.finished = 0
+		self.ended = _Ended(closing=True)
+		if failure:
+			frappe.db.rollback()  # what the handler wrote after its own commit/rollback
+			for row in rows:
+				self._record_failure(row, *failure)
+		else:
+			self._set_status([r.name for r in rows], "Processed", None)
+		frappe.db.commit()  # nosemgrep: frappe-manual-commit - settle at once: the rows are no longer locked
+		return counted + self.finished
+
+	def _run_alone(self, row, route: _Route) -> int:
+		"""Handle ``row`` in a transaction of its own (for handlers that commit themselves)."""
+		self.finished = 0
+		self.ended = _Ended(closing=True)  # commits inside are expected now
+		locked = frappe.db.sql(
+			_LOCK_SQL, {"names": (row.name,), "now": now_datetime(), "limit": 1}, as_dict=True
+		)
+		if not locked:
+			frappe.db.rollback()
+			return 0
+		row = locked[0]
+		body = json.loads(row.message)
+		try:
+			for handler in route.handlers:
+				handler([body] if route.batch else body)
+		except Exception as e:
+			tb = frappe.get_traceback()
+			frappe.db.rollback()
+			self._record_failure(row, e, tb)
+		else:
+			self._set_status([row.name], "Processed", None)
+		frappe.db.commit()  # nosemgrep: frappe-manual-commit - handler effects and status commit together
+		return self.finished
+
+	def _savepoint(self) -> str:
+		self._savepoints += 1
+		name = f"spine_msg_{self._savepoints}"
+		frappe.db.savepoint(name)
+		return name
+
+	def _set_status(self, names: list[int], status: str, reason: str | None) -> None:
+		now = now_datetime()
+		frappe.db.sql(
+			"""UPDATE `tabMessage Log` SET status = %(status)s, done_at = %(now)s, modified = %(now)s,
+			next_attempt_at = NULL, last_error = COALESCE(%(reason)s, last_error) WHERE name IN %(names)s""",
+			{"status": status, "now": now, "reason": reason, "names": tuple(names)},
+		)
+		self.finished += len(names)
+
+	def _record_failure(self, row, error: Exception, tb: str) -> None:
+		attempts = (row.attempts or 0) + 1
+		now = now_datetime()
+		permanent = isinstance(error, PermanentHandlerError)
+		if permanent or not self.policy.should_retry(attempts):
+			status, next_at = "Failed", None
+			outcome = "marked Failed" + (
+				" (handler said not to retry)" if permanent else f" after {attempts} attempts"
+			)
+		else:
+			status, next_at = "Error", self.policy.next_attempt_at(attempts, now)
+			outcome = f"will retry at {next_at:%Y-%m-%d %H:%M:%S}"
+			self.blocked_keys.add((row.topic, row.kafka_key))  # later events of this document wait
+		line = f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {type(error).__name__}: {str(error)[:200]}; {outcome}"
+		frappe.db.sql(
+			"""UPDATE `tabMessage Log` SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,
+			attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
+			WHERE name = %s AND status IN ('Pending', 'Error')""",
+			(status, attempts, next_at, tb, line, now, row.name),
+		)
+		self.finished += 1
+		log.warning(
+			"Spine processor on %s: message %s (%s %s, topic %s) failed on attempt %s: %s; %s",
+			frappe.local.site, row.name, row.document_type, row.kafka_key, row.topic, attempts,
+			str(error)[:200], outcome,
+		)  # fmt: skip
+
+	def _commit(self) -> None:
+		self.ended.closing = True
+		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the batch's effects and statuses commit together
 
 
-def _broken_handler(error: HandlerConfigError):
-	def raise_config_error(_body):
+def _broken_handler(error: HandlerConfigError) -> Callable[[Any], None]:
+	def raise_config_error(_body: Any) -> None:
 		raise error
 
 	return raise_config_error
-
-
-def _record_failure(row, error: Exception, tb: str, policy: RetryPolicy) -> None:
-	attempts = (row.attempts or 0) + 1
-	now = now_datetime()
-	permanent = isinstance(error, PermanentHandlerError)
-	if permanent or not policy.should_retry(attempts):
-		status, next_at = "Failed", None
-		outcome = "marked Failed" + (
-			" (handler said not to retry)" if permanent else f" after {attempts} attempts"
-		)
-	else:
-		status, next_at = "Error", policy.next_attempt_at(attempts, now)
-		outcome = f"will retry at {next_at:%Y-%m-%d %H:%M:%S}"
-	line = (
-		f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {type(error).__name__}: {str(error)[:200]}; {outcome}"
-	)
-	frappe.db.sql(
-		"""UPDATE `tabMessage Log` SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,
-		attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
-		WHERE name = %s AND status IN ('Pending', 'Error')""",
-		(status, attempts, next_at, tb, line, now, row.name),
-	)
-	frappe.db.commit()  # nosemgrep: frappe-manual-commit - the failure must be recorded even if nothing else commits
-	log.warning(
-		"Spine processor: message %s (%s %s, topic %s) failed on attempt %s: %s; %s",
-		row.name, row.document_type, row.kafka_key, row.topic, attempts, str(error)[:200], outcome,
-	)  # fmt: skip
-
-
-def _finish(name: int, status: str, reason: str | None) -> None:
-	now = now_datetime()
-	frappe.db.sql(
-		"""UPDATE `tabMessage Log` SET status = %s, done_at = %s, modified = %s, next_attempt_at = NULL,
-		last_error = COALESCE(%s, last_error) WHERE name = %s""",
-		(status, now, now, reason, name),
-	)
-	frappe.db.commit()  # nosemgrep: frappe-manual-commit - handler effects and status commit together
 
 
 def _own_client_id() -> str | None:

@@ -1,8 +1,24 @@
-"""The jsonworkers' RQ queue as the site sees it: its bench-namespaced name and a JSON handle on it."""
+"""The jsonworkers' RQ queue as the site sees it: its bench-namespaced name, a JSON handle on it,
+and how a job of that queue enters the site."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import frappe
 from rq import Queue
+
+# Set in a jsonworker process: it runs jobs without forking, so a job leaves the site's database
+# connection open for the next one instead of connecting again (a connection per job costs more
+# than most jobs).
+_keep_site = False
+
+
+def keep_site_between_jobs() -> None:
+	"""Called once by a non-forking worker process before its first job."""
+	global _keep_site
+	_keep_site = True
 
 
 def queue_name(queue: str) -> str:
@@ -19,3 +35,39 @@ def json_queue(name: str) -> Queue:
 	from spine.kafka.handover import json_queue as make
 
 	return make(name, get_redis_conn())
+
+
+@contextmanager
+def job_site(site: str) -> Iterator[None]:
+	"""``site`` set up for one job, as Administrator, with fresh per-job state.
+
+	Every job starts with Frappe's per-request state reset (flags, memoised cache reads, site
+	config). In a jsonworker the database connection is kept across jobs (checked and reopened
+	if the server closed it); elsewhere the site is torn down after the job.
+	"""
+	reuse = _keep_site and getattr(frappe.local, "site", None) == site and getattr(frappe.local, "db", None)
+	if reuse:
+		frappe.init(site, force=True)  # new flags, memo and conf; frappe.local.db stays
+		_reconnect_if_closed()
+	else:
+		if getattr(frappe.local, "initialised", None):
+			frappe.destroy()
+		frappe.init(site)
+		frappe.connect()
+	frappe.set_user("Administrator")
+	try:
+		yield
+	finally:
+		if _keep_site:
+			try:
+				frappe.db.rollback()  # never carry an open transaction into the next job
+			except Exception:
+				frappe.destroy()
+		else:
+			frappe.destroy()
+
+
+def _reconnect_if_closed() -> None:
+	conn = getattr(frappe.db, "_conn", None)
+	if conn is not None:
+		conn.ping(reconnect=True)

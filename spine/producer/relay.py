@@ -1,10 +1,14 @@
 """The relay: publish pending Outbound Message Log rows and mark them only on the broker's report.
 
-Who runs it: ``kick()`` after every transaction that captured events (an RQ job on the
-``short`` queue, served by the bench's usual ``bench worker``), and the per-minute scheduler
-as a safety net. One drainer per site at a time (a MariaDB named lock), so two relays never
-duplicate or reorder; a drainer that finds the lock taken leaves a "dirty" mark that the
-lock holder honours before it stops, so no kick is lost.
+Who runs it: ``bench --site S spine-relay``, a long-running process that wakes the moment a
+transaction that captured events commits (``kick`` pushes to a Redis list it blocks on), keeps
+one producer for its whole life, and looks for due retries every few seconds. Without that
+process a kick queues a relay job on the ``short`` queue for the bench's usual ``bench worker``,
+and the per-minute scheduler drains as a safety net either way.
+
+One drainer per site at a time (a MariaDB named lock), so two relays never duplicate or
+reorder; a drainer that finds the lock taken leaves a "dirty" mark that the lock holder honours
+before it stops, so no kick is lost.
 
 Per-document order: rows are taken in capture order (``name`` is a sequence), and a row is
 not sent while an earlier row of the same Kafka key is still waiting for a retry.
@@ -13,6 +17,8 @@ not sent while an earlier row of the same Kafka key is still waiting for a retry
 from __future__ import annotations
 
 import datetime
+import os
+import signal
 import time
 from typing import Any
 
@@ -27,28 +33,45 @@ from spine.settings import broker
 
 log = logs.logger(__name__)
 
-BATCH_SIZE = 500
+BATCH_SIZE = 1000
 # A failed delivery waits 5 s, 10 s, ... up to 5 min; it is never given up (the row stays Pending).
 DELIVERY_RETRY = RetryPolicy(max_attempts=2**31 - 1, base_seconds=5, max_seconds=300)
 # Stop draining after this long and hand over to a fresh job (RQ's short-queue timeout is 300 s).
 MAX_DRAIN_SECONDS = 200
+# The relay process: how long it sleeps without a kick, and how often it looks for due retries.
+IDLE_WAIT_SECONDS = 1
+RETRY_SCAN_SECONDS = 5.0
+ALIVE_SECONDS = 5
 
 _DIRTY_KEY = "spine:relay:dirty"
 _QUEUED_KEY = "spine:relay:queued"
+_WAKE_KEY = "spine:relay:wake"
+_ALIVE_KEY = "spine:relay:alive"
 _JOB = "spine.producer.relay.drain"
 
 
 def kick() -> None:
-	"""Ask for a relay pass soon. Safe to call often: at most one pass waits in the queue."""
+	"""Ask for a relay pass now. Cheap and safe to call often (one Redis round trip).
+
+	Wakes the relay process if one runs for this site; otherwise queues at most one relay job.
+	"""
 	frappe.flags.spine_relay_kick_registered = False
 	try:
-		_mark_dirty()
-		if compat.cache().set(compat.cache().make_key(_QUEUED_KEY), 1, nx=True, ex=600):
+		cache = compat.cache()
+		wake = cache.make_key(_WAKE_KEY)
+		pipe = cache.pipeline()
+		pipe.set(cache.make_key(_DIRTY_KEY), 1)
+		pipe.lpush(wake, 1)
+		pipe.ltrim(wake, 0, 0)
+		pipe.exists(cache.make_key(_ALIVE_KEY))
+		alive = pipe.execute()[-1]
+		if not alive and cache.set(cache.make_key(_QUEUED_KEY), 1, nx=True, ex=600):
 			frappe.enqueue(_JOB, queue="short", is_async=True)
 	except Exception:
 		log.warning(
-			"Spine relay kick failed (Redis unreachable?); pending events will be published by the "
+			"Spine relay kick on %s failed (Redis unreachable?); pending events will be published by the "
 			"per-minute scheduler",
+			getattr(frappe.local, "site", None),
 			exc_info=True,
 		)
 
@@ -56,6 +79,60 @@ def kick() -> None:
 def drain_scheduled() -> None:
 	"""Per-minute scheduler entry: the safety net behind the after-commit kicks."""
 	drain()
+
+
+def serve(site: str) -> None:
+	"""``spine-relay``: publish this site's events as they are committed, until SIGTERM/SIGINT/SIGQUIT.
+
+	The first signal finishes the current pass and exits; a second one exits at once.
+	"""
+	stop = _StopFlag()
+	stop.install()
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		frappe.set_user("Administrator")
+		cache = compat.cache()
+		wake, alive = cache.make_key(_WAKE_KEY), cache.make_key(_ALIVE_KEY)
+		publisher = _site_publisher()
+		if publisher is None:
+			raise SystemExit(1)
+		log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
+		last_scan = 0.0
+		while not stop.requested:
+			cache.set(alive, os.getpid(), ex=ALIVE_SECONDS)
+			woken = cache.blpop([wake], timeout=IDLE_WAIT_SECONDS) is not None
+			if not woken and time.monotonic() - last_scan < RETRY_SCAN_SECONDS:
+				continue
+			last_scan = time.monotonic()
+			published = drain(publisher)
+			if woken and not published and not compat.has_after_commit():
+				# Frappe v14 kicks just before COMMIT: look again once the transaction is visible
+				for pause in (0.02, 0.1, 0.5):
+					time.sleep(pause)
+					if drain(publisher):
+						break
+	finally:
+		try:
+			compat.cache().delete_value(_ALIVE_KEY)
+		finally:
+			frappe.destroy()
+			log.info("spine-relay@%s: stopped", site)
+
+
+class _StopFlag:
+	"""Two-stage stop: the first signal ends the loop after the current pass; the second exits now."""
+
+	requested = False
+
+	def install(self) -> None:
+		for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+			signal.signal(sig, self._on_signal)
+
+	def _on_signal(self, *_: Any) -> None:
+		if self.requested:
+			raise SystemExit(1)
+		self.requested = True
 
 
 def drain(publisher: Publisher | None = None, *, max_seconds: float = MAX_DRAIN_SECONDS) -> int:

@@ -35,7 +35,8 @@ def producer_routes() -> dict[str, list[dict[str, Any]]]:
 
 
 def consumer_settings() -> dict[str, Any]:
-	"""``{"routes": {topic: {doctype: [handler paths]}}, "topics": [...], retry settings, "test_mode"}``."""
+	"""``{"routes": {topic: {doctype: {"handlers": [paths], "batch": bool}}}, "topics": [...], retry
+	settings, "test_mode"}``."""
 	return compat.cache().get_value(CONSUMER_ROUTES_KEY, generator=_build_consumer_settings)
 
 
@@ -85,12 +86,14 @@ def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:
 
 def _build_consumer_settings() -> dict[str, Any]:
 	config = frappe.get_single("Spine Consumer Config")
-	routes: dict[str, dict[str, list[str]]] = {}
+	routes: dict[str, dict[str, dict[str, Any]]] = {}
 	for row in config.configs:
 		if not row.enabled or not row.topic or not row.document_type:
 			continue
-		paths = routes.setdefault(row.topic.strip(), {}).setdefault(row.document_type.strip(), [])
-		paths.extend(p for p in split_paths(row.event_handler) if p not in paths)
+		routes.setdefault(row.topic.strip(), {})[row.document_type.strip()] = {
+			"handlers": list(dict.fromkeys(split_paths(row.event_handler))),  # each once, in order
+			"batch": bool(row.get("batch_handler")),
+		}
 	return {
 		"routes": routes,
 		"topics": sorted(routes),

@@ -49,6 +49,13 @@ def site_kafka(bootstrap: str, **extra: Any):
 		frappe.local.conf.kafka = before
 
 
+def redis_cache():
+	"""The site's Redis cache on any Frappe version (``frappe.cache`` on v15+, ``frappe.cache()`` on v14)."""
+	from spine import compat
+
+	return compat.cache()
+
+
 def unique(prefix: str) -> str:
 	return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

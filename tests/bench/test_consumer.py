@@ -13,6 +13,7 @@ from tests.bench.helpers import (
 	BenchProcess,
 	as_records,
 	produce,
+	redis_cache,
 	restore_single,
 	site_kafka,
 	unique,
@@ -92,7 +93,7 @@ def calls() -> list[str]:
 
 	from spine.demo import CALLS_KEY
 
-	return [c.decode().split()[0] for c in frappe.cache.lrange(CALLS_KEY, 0, -1)]
+	return [c.decode().split()[0] for c in redis_cache().lrange(CALLS_KEY, 0, -1)]
 
 
 @pytest.fixture
@@ -101,7 +102,7 @@ def reset_calls(frappe_site):
 
 	from spine.demo import CALLS_KEY
 
-	frappe.cache.delete_value(CALLS_KEY)
+	redis_cache().delete_value(CALLS_KEY)
 	yield
 
 

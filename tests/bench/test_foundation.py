@@ -9,7 +9,14 @@ import uuid
 
 import pytest
 
-from tests.bench.helpers import ensure_user, restore_single
+from tests.bench.helpers import ensure_user, redis_cache, restore_single
+
+# MariaDB account that may create and drop sites' databases (bench new-site/drop-site)
+DB_ROOT_USER = os.environ.get("SPINE_DB_ROOT_USER", "root")
+DB_ROOT_PASSWORD = os.environ.get("SPINE_DB_ROOT_PASSWORD", "")
+DB_ROOT_ARGS = ["--db-root-username", DB_ROOT_USER] + (
+	["--db-root-password", DB_ROOT_PASSWORD] if DB_ROOT_PASSWORD else []
+)
 
 SPINE_DOCTYPES = (
 	"Message Log",
@@ -104,14 +111,14 @@ def test_saving_producer_config_clears_the_cache(producer_config):
 	frappe.db.commit()
 	assert "ToDo" not in config_cache.producer_routes()
 	key = config_cache.PRODUCER_ROUTES_KEY  # RedisWrapper.exists namespaces the key itself
-	assert frappe.cache.exists(key), "routes should be cached in Redis after a read"
+	assert redis_cache().exists(key), "routes should be cached in Redis after a read"
 
 	producer_config.append(
 		"configs", {"document_type": "ToDo", "topic": "todos", "on_update": 1, "on_trash": 1}
 	)
 	producer_config.save()
 	frappe.db.commit()
-	assert not frappe.cache.exists(key), "save must delete the cached routes"
+	assert not redis_cache().exists(key), "save must delete the cached routes"
 	assert config_cache.producer_routes()["ToDo"] == [
 		{"topic": "todos", "handler": None, "events": ["on_update", "on_trash"]}
 	]
@@ -142,7 +149,9 @@ def test_saving_consumer_config_clears_the_cache(frappe_site):
 		doc.save()
 		frappe.db.commit()
 		settings = config_cache.consumer_settings()
-		assert settings["routes"] == {"items": {"Item": ["spine.handlers.split_paths"]}}
+		assert settings["routes"] == {
+			"items": {"Item": {"handlers": ["spine.handlers.split_paths"], "batch": False}}
+		}
 		assert settings["topics"] == ["items"]
 	finally:
 		doc = frappe.get_single("Spine Consumer Config")
@@ -224,9 +233,7 @@ def _root_sql(query: str, args=()) -> tuple:
 	"""Run SQL as the MariaDB root user (the site's own user cannot see another site's database)."""
 	import pymysql
 
-	conn = pymysql.connect(
-		host="127.0.0.1", user="root", password=os.environ.get("SPINE_DB_ROOT_PASSWORD", "")
-	)
+	conn = pymysql.connect(host="127.0.0.1", user=DB_ROOT_USER, password=DB_ROOT_PASSWORD)
 	try:
 		with conn.cursor() as cur:
 			cur.execute(query, args)
@@ -253,8 +260,7 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 	made = _bench(
 		"new-site",
 		site,
-		"--db-root-username",
-		"root",
+		*DB_ROOT_ARGS,
 		"--admin-password",
 		"admin",
 		"--db-host",
@@ -288,8 +294,7 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 		_bench(
 			"drop-site",
 			site,
-			"--db-root-username",
-			"root",
+			*DB_ROOT_ARGS,
 			"--no-backup",
 			"--force",
 		)
@@ -299,14 +304,14 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 def scratch_site():
 	"""A new site with Spine installed, dropped afterwards: (site name, its database name)."""
 	site = f"spine-scratch-{uuid.uuid4().hex[:6]}.test"
-	made = _bench("new-site", site, "--db-root-username", "root", "--admin-password", "admin",
+	made = _bench("new-site", site, *DB_ROOT_ARGS, "--admin-password", "admin",
 		"--db-host", "127.0.0.1", "--install-app", "spine")  # fmt: skip
 	assert made.returncode == 0, made.stderr[-2000:]
 	try:
 		with open(os.path.join(os.environ["SPINE_BENCH"], "sites", site, "site_config.json")) as f:
 			yield site, json.load(f)["db_name"]
 	finally:
-		_bench("drop-site", site, "--db-root-username", "root", "--no-backup", "--force")
+		_bench("drop-site", site, *DB_ROOT_ARGS, "--no-backup", "--force")
 
 
 @pytest.mark.slow

@@ -216,7 +216,8 @@ def test_spine_processes_prints_procfile_and_supervisor_entries(frappe_site):
 	assert "eventdispatcher --queue kafka_events --numworkers 2" in proc.output()
 	assert "jsonworker --queue kafka_events --numworkers 2" in proc.output()
 	sup = BenchProcess("spine-processes", "--supervisor")
-	assert sup.proc.wait(60) == 0 and sup.output().count("stopsignal=QUIT") == 2
+	assert sup.proc.wait(60) == 0 and sup.output().count("stopsignal=QUIT") == 3
+	assert "spine-relay" in proc.output() and "spine-relay" in sup.output()
 
 
 @pytest.mark.slow

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.helpers import BenchProcess, as_records, restore_single, site_kafka, unique, wait_for
+from tests.bench.helpers import (
+	BenchProcess,
+	as_records,
+	redis_cache,
+	restore_single,
+	site_kafka,
+	unique,
+	wait_for,
+)
 
 SPINE = Path(__file__).resolve().parents[2] / "spine"
 
@@ -171,7 +179,7 @@ def test_intake_job_queued_under_the_old_path_stores_and_handles(frappe_site):
 		)
 		config.save(ignore_permissions=True)
 		frappe.db.commit()
-		frappe.cache.delete_value(CALLS_KEY)
+		redis_cache().delete_value(CALLS_KEY)
 		env = envelope.build(
 			doctype="ToDo", docname=unique("todo"), event="on_update", topic=topic,
 			payload={"description": "old job"}, origin="other", origin_site="other.site",
@@ -190,7 +198,7 @@ def test_intake_job_queued_under_the_old_path_stores_and_handles(frappe_site):
 			)
 
 		assert wait_for(handled, 30, what="the stored message") == "Processed", worker.output()[-2000:]
-		calls = [c.decode().split()[0] for c in frappe.cache.lrange(CALLS_KEY, 0, -1)]
+		calls = [c.decode().split()[0] for c in redis_cache().lrange(CALLS_KEY, 0, -1)]
 		assert calls == [env.message_id]
 	finally:
 		restore_single("Spine Consumer Config", saved)
