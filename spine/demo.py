@@ -19,10 +19,14 @@ __all__ = [
 	"add_comment",
 	"add_marker",
 	"always_raise",
+	"comment_batch",
+	"commit_then_comment",
 	"drop_closed",
 	"fail_until",
 	"noop",
+	"noop_batch",
 	"record_call",
+	"rollback_then_comment",
 ]
 
 CALLS_KEY = "spine:demo:calls"
@@ -66,6 +70,35 @@ def add_comment(message: dict[str, Any]) -> None:
 	).insert(ignore_permissions=True)
 	if message["Payload"].get("fail_after_write"):
 		raise RuntimeError("demo failure after writing")
+
+
+def commit_then_comment(message: dict[str, Any]) -> None:
+	"""A handler breaking the rule: commits by itself, then writes a Comment (Spine must notice)."""
+	frappe.db.commit()  # nosemgrep: frappe-manual-commit - demonstrates what Spine detects
+	add_comment(message)
+
+
+def rollback_then_comment(message: dict[str, Any]) -> None:
+	"""A handler breaking the rule the other way: rolls back by itself, then writes a Comment."""
+	frappe.db.rollback()
+	add_comment(message)
+
+
+def noop_batch(messages: list[dict[str, Any]]) -> None:
+	"""Batch handler that accepts every message and does nothing (to measure Spine itself)."""
+
+
+def comment_batch(messages: list[dict[str, Any]]) -> None:
+	"""Batch handler: one Comment per message, then fail the whole call if any payload says ``poison``.
+
+	Records each call's message ids in Redis (``CALLS_KEY``, one entry per call) so a test can
+	see how Spine split a failing batch.
+	"""
+	compat.cache().rpush(CALLS_KEY, "batch " + ",".join(m["Header"].get("MessageId") or "" for m in messages))
+	for message in messages:
+		add_comment({**message, "Payload": {**message["Payload"], "fail_after_write": 0}})
+	if any(m["Payload"].get("poison") for m in messages):
+		raise RuntimeError("demo batch failure: a poison message is in this batch")
 
 
 def drop_closed(doc, event: str):

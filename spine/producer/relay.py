@@ -105,11 +105,13 @@ def serve(site: str) -> None:
 			if not woken and time.monotonic() - last_scan < RETRY_SCAN_SECONDS:
 				continue
 			last_scan = time.monotonic()
+			frappe.db.rollback()  # a fresh snapshot: rows committed since the last pass must be visible
 			published = drain(publisher)
 			if woken and not published and not compat.has_after_commit():
 				# Frappe v14 kicks just before COMMIT: look again once the transaction is visible
 				for pause in (0.02, 0.1, 0.5):
 					time.sleep(pause)
+					frappe.db.rollback()
 					if drain(publisher):
 						break
 	finally:

@@ -195,3 +195,68 @@ def ensure_user(email: str, role: str) -> str:
 		user.insert(ignore_permissions=True)
 		frappe.db.commit()
 	return email
+
+
+def spine_message(topic: str, doctype: str, name: str, payload: dict | None = None, event: str = "on_update"):
+	"""A Spine envelope from another site, and the (key, value, headers) to produce it."""
+	from spine import envelope
+
+	env = envelope.build(
+		doctype=doctype,
+		docname=name,
+		event=event,
+		topic=topic,
+		payload={"name": name, **(payload or {})},
+		origin="other-site",
+		origin_site="other.site",
+	)
+	return env, (env.key, envelope.encode(env), env.headers())
+
+
+def inbound(topic: str) -> list:
+	import frappe
+
+	frappe.db.rollback()
+	return frappe.get_all(
+		"Message Log",
+		filters={"direction": "Inbound", "topic": topic},
+		fields=[
+			"name",
+			"status",
+			"message_id",
+			"document_name",
+			"document_type",
+			"kafka_partition",
+			"kafka_offset",
+			"attempts",
+			"last_error",
+			"event",
+		],
+		order_by="name",
+	)
+
+
+def calls() -> list[str]:
+	import frappe
+
+	from spine.demo import CALLS_KEY
+
+	return [c.decode().split()[0] for c in redis_cache().lrange(CALLS_KEY, 0, -1)]
+
+
+class Pipeline:
+	"""eventdispatcher + jsonworker as real bench processes."""
+
+	def __init__(self, queue: str, dispatchers: int = 1, workers: int = 1):
+		self.queue = queue
+		self.dispatcher = BenchProcess("eventdispatcher", "--queue", queue, "--numworkers", str(dispatchers))
+		self.worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", str(workers))
+
+	def stop(self) -> None:
+		self.dispatcher.stop()
+		self.worker.stop()
+
+	def logs(self) -> str:
+		return (
+			f"--- dispatcher\n{self.dispatcher.output()[-3000:]}\n--- worker\n{self.worker.output()[-3000:]}"
+		)

@@ -11,11 +11,15 @@ import pytest
 from spine import envelope
 from tests.bench.helpers import (
 	BenchProcess,
+	Pipeline,
 	as_records,
+	calls,
+	inbound,
 	produce,
 	redis_cache,
 	restore_single,
 	site_kafka,
+	spine_message,
 	unique,
 	wait_for,
 )
@@ -24,104 +28,9 @@ DEMO = "spine.demo"
 
 
 @pytest.fixture
-def consumer_config(frappe_site):
-	"""Set Spine Consumer Config for one test (fast retries); restore it afterwards."""
-	import frappe
-
-	saved = frappe.get_single("Spine Consumer Config").as_dict()
-
-	def configure(*rows: dict, max_attempts: int = 3, test_mode: int = 0) -> None:
-		doc = frappe.get_single("Spine Consumer Config")
-		doc.set("configs", list(rows))
-		doc.max_attempts, doc.retry_backoff_seconds, doc.retry_backoff_max_seconds = max_attempts, 1, 2
-		doc.test_mode = test_mode
-		doc.save(ignore_permissions=True)
-		frappe.db.commit()
-
-	yield configure
-	restore_single(
-		"Spine Consumer Config",
-		saved,
-		("max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds", "test_mode"),
-	)
-
-
-@pytest.fixture
 def kafka_on_site(frappe_site, kafka_bootstrap):
 	with site_kafka(kafka_bootstrap, **{"group.id": unique("spine-test-group")}) as conf:
 		yield conf
-
-
-def spine_message(topic: str, doctype: str, name: str, payload: dict | None = None, event: str = "on_update"):
-	env = envelope.build(
-		doctype=doctype,
-		docname=name,
-		event=event,
-		topic=topic,
-		payload={"name": name, **(payload or {})},
-		origin="other-site",
-		origin_site="other.site",
-	)
-	return env, (env.key, envelope.encode(env), env.headers())
-
-
-def inbound(topic: str) -> list:
-	import frappe
-
-	frappe.db.rollback()
-	return frappe.get_all(
-		"Message Log",
-		filters={"direction": "Inbound", "topic": topic},
-		fields=[
-			"name",
-			"status",
-			"message_id",
-			"document_name",
-			"document_type",
-			"kafka_partition",
-			"kafka_offset",
-			"attempts",
-			"last_error",
-			"event",
-		],
-		order_by="name",
-	)
-
-
-def calls() -> list[str]:
-	import frappe
-
-	from spine.demo import CALLS_KEY
-
-	return [c.decode().split()[0] for c in redis_cache().lrange(CALLS_KEY, 0, -1)]
-
-
-@pytest.fixture
-def reset_calls(frappe_site):
-	import frappe
-
-	from spine.demo import CALLS_KEY
-
-	redis_cache().delete_value(CALLS_KEY)
-	yield
-
-
-class Pipeline:
-	"""eventdispatcher + jsonworker as real bench processes."""
-
-	def __init__(self, queue: str, dispatchers: int = 1, workers: int = 1):
-		self.queue = queue
-		self.dispatcher = BenchProcess("eventdispatcher", "--queue", queue, "--numworkers", str(dispatchers))
-		self.worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", str(workers))
-
-	def stop(self) -> None:
-		self.dispatcher.stop()
-		self.worker.stop()
-
-	def logs(self) -> str:
-		return (
-			f"--- dispatcher\n{self.dispatcher.output()[-3000:]}\n--- worker\n{self.worker.output()[-3000:]}"
-		)
 
 
 @pytest.mark.slow

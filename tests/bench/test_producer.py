@@ -400,3 +400,40 @@ def test_backfill_command(routes, kafka_on_site):
 	assert "ToDo: 2 of 3 captured" in proc.output() and "ToDo: 3 documents captured" in proc.output()
 	frappe.db.rollback()
 	assert len(outbox(topic=topic)) == 3
+
+
+@pytest.mark.slow
+def test_relay_process_publishes_each_commit_at_once_and_stops_cleanly(
+	routes, kafka_on_site, kafka_bootstrap
+):
+	"""`bench spine-relay` is woken by the commit's kick: no RQ job is queued, the row is Published."""
+	import signal
+
+	import frappe
+	from frappe.utils.background_jobs import get_queue
+
+	topic = unique("relayproc")
+	routes({"document_type": "ToDo", "topic": topic, "on_update": 1})
+	relay = BenchProcess("spine-relay")
+	try:
+		wait_for(lambda: "publishing committed events" in relay.output(), 60, what=relay.output)
+		get_queue("short").empty()
+		todos = []
+		for i in range(5):
+			todos.append(frappe.get_doc({"doctype": "ToDo", "description": f"relay {i}"}).insert())
+			frappe.db.commit()
+
+		def published():
+			frappe.db.rollback()
+			rows = outbox(topic=topic)
+			return len(rows) == 5 and all(r.status == "Published" for r in rows)
+
+		wait_for(published, 10, what=lambda: f"the relay process to publish\n{relay.output()[-2000:]}")
+		assert not [j for j in get_queue("short").jobs if "relay" in (j.description or "")], "no fallback job"
+		msgs = read_topic(kafka_bootstrap, topic, 5)
+		assert sorted(json.loads(m.value())["Payload"]["name"] for m in msgs) == sorted(t.name for t in todos)
+	finally:
+		relay.signal(signal.SIGTERM)
+		code = relay.proc.wait(30)
+	assert code == 0, relay.output()[-2000:]
+	assert "stopped" in relay.output()

@@ -1,0 +1,40 @@
+"""Fixtures shared by the Frappe-side tests (they need a site; see tests/conftest.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.bench.helpers import redis_cache, restore_single
+
+
+@pytest.fixture
+def consumer_config(frappe_site):
+	"""Set Spine Consumer Config for one test (fast retries); restore it afterwards."""
+	import frappe
+
+	saved = frappe.get_single("Spine Consumer Config").as_dict()
+
+	def configure(*rows: dict, max_attempts: int = 3, test_mode: int = 0) -> None:
+		doc = frappe.get_single("Spine Consumer Config")
+		doc.set("configs", list(rows))
+		doc.max_attempts, doc.retry_backoff_seconds, doc.retry_backoff_max_seconds = max_attempts, 1, 2
+		doc.test_mode = test_mode
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
+
+	yield configure
+	restore_single(
+		"Spine Consumer Config",
+		saved,
+		("max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds", "test_mode"),
+	)
+
+
+@pytest.fixture
+def reset_calls(frappe_site):
+	import frappe
+
+	from spine.demo import CALLS_KEY
+
+	redis_cache().delete_value(CALLS_KEY)
+	yield
