@@ -5,8 +5,11 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,6 +74,7 @@ def summary(values: list[float]) -> dict:
 		"n": len(values),
 		"median": statistics.median(values),
 		"p90": percentile(values, 90),
+		"p95": percentile(values, 95),
 		"p99": percentile(values, 99),
 		"min": min(values),
 	}
@@ -98,3 +102,109 @@ def write_results(path: str, name: str, rows: list[tuple[str, str]], data: dict)
 	}
 	out.write_text(json.dumps(payload, indent=2, default=str))
 	print(f"\nwritten: {out}")
+
+
+def start_process(*args: str) -> subprocess.Popen:
+	"""``bench --site SPINE_SITE <args>`` in its own process group, output to a temp file."""
+	log = tempfile.NamedTemporaryFile(prefix="spine-bench-", suffix=".log", delete=False)
+	proc = subprocess.Popen(
+		["bench", "--site", os.environ["SPINE_SITE"], *args],
+		cwd=os.environ["SPINE_BENCH"],
+		stdout=log,
+		stderr=subprocess.STDOUT,
+		start_new_session=True,
+	)
+	proc.log_path = log.name
+	return proc
+
+
+def stop_process(proc: subprocess.Popen) -> None:
+	"""SIGTERM to the process group (the command and its children), SIGKILL after 30 s."""
+	if proc.poll() is None:
+		os.killpg(proc.pid, signal.SIGTERM)
+		try:
+			proc.wait(30)
+		except subprocess.TimeoutExpired:
+			os.killpg(proc.pid, signal.SIGKILL)
+
+
+def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
+	deadline = time.monotonic() + timeout
+	while time.monotonic() < deadline:
+		value = predicate()
+		if value:
+			return value
+		time.sleep(interval)
+	raise SystemExit(f"benchmark gave up: {what} did not happen within {timeout:.0f}s")
+
+
+def tree_rss_kb(pid: int) -> int:
+	"""Resident memory of ``pid`` and all its descendants, in KiB (Linux /proc)."""
+	children: dict[int, list[int]] = {}
+	for entry in os.listdir("/proc"):
+		if entry.isdigit():
+			try:
+				with open(f"/proc/{entry}/stat") as f:
+					ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+			except (OSError, IndexError, ValueError):
+				continue
+			children.setdefault(ppid, []).append(int(entry))
+	total, todo = 0, [pid]
+	while todo:
+		p = todo.pop()
+		todo.extend(children.get(p, []))
+		try:
+			with open(f"/proc/{p}/status") as f:
+				total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+		except (OSError, StopIteration):
+			pass
+	return total
+
+
+@contextmanager
+def configs(
+	frappe, producer: list[dict] | None = None, consumer: list[dict] | None = None, **consumer_fields
+):
+	"""Set Spine Producer/Consumer Config rows for a benchmark; put the previous ones back afterwards."""
+
+	def rows(doc):
+		return [{k: v for k, v in r.as_dict().items() if k not in ("name", "parent")} for r in doc.configs]
+
+	prod, cons = frappe.get_single("Spine Producer Config"), frappe.get_single("Spine Consumer Config")
+	saved = (prod.enabled, rows(prod), rows(cons), {k: cons.get(k) for k in consumer_fields})
+	try:
+		if producer is not None:
+			prod.enabled = 1
+			prod.set("configs", producer)
+			prod.save(ignore_permissions=True)
+		if consumer is not None:
+			cons.set("configs", consumer)
+			cons.update(consumer_fields)
+			cons.save(ignore_permissions=True)
+		frappe.db.commit()
+		yield
+	finally:
+		frappe.db.rollback()
+		prod, cons = frappe.get_single("Spine Producer Config"), frappe.get_single("Spine Consumer Config")
+		prod.enabled = saved[0]
+		prod.set("configs", saved[1])
+		prod.save(ignore_permissions=True)
+		cons.set("configs", saved[2])
+		cons.update(saved[3])
+		cons.save(ignore_permissions=True)
+		frappe.db.commit()
+
+
+def last_log_name(frappe) -> int:
+	"""The newest Message Log row now: counting only rows after it stays fast on a big table."""
+	return frappe.db.sql("SELECT COALESCE(MAX(name), 0) FROM `tabMessage Log`")[0][0]
+
+
+def count_log(frappe, after: int, **filters) -> int:
+	"""Message Log rows newer than ``after`` matching ``filters`` (equality), read with a fresh snapshot."""
+	frappe.db.rollback()
+	where = " AND ".join(f"`{k}` = %({k})s" for k in filters)
+	return frappe.db.sql(
+		f"SELECT COUNT(*) FROM `tabMessage Log` WHERE name > %(after)s{' AND ' + where if where else ''}",
+		{"after": after, **filters},
+	)[0][0]

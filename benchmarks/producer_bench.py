@@ -19,7 +19,7 @@ from spine import compat
 def main() -> None:
 	parser = argparse.ArgumentParser(description=__doc__)
 	parser.add_argument("--saves", type=int, default=300, help="saves per configuration")
-	parser.add_argument("--relay-rows", type=int, default=5000, help="pending rows the relay publishes")
+	parser.add_argument("--relay-rows", type=int, default=10_000, help="pending rows the relay publishes")
 	parser.add_argument("--out", default="benchmarks/results/producer.json")
 	args = parser.parse_args()
 	out = str((__import__("pathlib").Path.cwd() / args.out).resolve())

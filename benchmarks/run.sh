@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run Spine's benchmarks against a test site. Usage:
-#   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local benchmarks/run.sh [producer|consumer|all] [args]
-# Each prints a table and writes benchmarks/results/<name>.json.
+#   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local benchmarks/run.sh [all|producer|consumer|pipeline|summary] [args]
+# Each prints a table and writes benchmarks/results/<name>.json; "all" (the default) runs the three
+# and ends with one table of every measure beside its goal (benchmarks/results/summary.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SPINE_BENCH:?set SPINE_BENCH to a frappe-bench folder}"
@@ -14,6 +15,13 @@ export PYTHONPATH="$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
 case "$which" in
 	producer) "$PY" benchmarks/producer_bench.py "$@" ;;
 	consumer) "$PY" benchmarks/consumer_bench.py "$@" ;;
-	all) "$PY" benchmarks/producer_bench.py && "$PY" benchmarks/consumer_bench.py ;;
-	*) echo "usage: benchmarks/run.sh [producer|consumer|all] [args]" >&2; exit 2 ;;
+	pipeline) "$PY" benchmarks/pipeline_bench.py "$@" ;;
+	summary) "$PY" benchmarks/summary.py ;;
+	all)
+		"$PY" benchmarks/producer_bench.py
+		"$PY" benchmarks/consumer_bench.py
+		"$PY" benchmarks/pipeline_bench.py
+		"$PY" benchmarks/summary.py
+		;;
+	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|summary] [args]" >&2; exit 2 ;;
 esac

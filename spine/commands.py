@@ -1,10 +1,84 @@
 """Spine's bench commands. Each command parses options and calls plain code; nothing else here.
 
-Frappe finds them through the module-level ``commands`` list.
+Frappe finds them through the module-level ``commands`` list. Spine's own errors (a bad kafka
+block, a broker that does not answer, a bad option) end a command with one line on stderr and
+exit code 1; the traceback goes to the bench's logs/spine.log.
 """
+
+import functools
+import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import click
 from frappe.commands import get_site, pass_context
+
+_QUEUE_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def _friendly_errors(command: Callable) -> Callable:
+	"""Turn Spine's errors and Frappe validation messages into click's one-line error exit."""
+
+	@functools.wraps(command)
+	def run(*args, **kwargs):
+		import frappe
+
+		from spine import logs
+		from spine.errors import SpineError
+
+		try:
+			return command(*args, **kwargs)
+		except (SpineError, frappe.ValidationError) as e:
+			logs.logger("spine.commands").error(
+				"%s failed: %s", command.__name__, e, exc_info=True, extra=logs.FILE_ONLY
+			)
+			message = frappe.utils.strip_html(str(e)) if isinstance(e, frappe.ValidationError) else str(e)
+			raise click.ClickException(message) from None
+
+	return run
+
+
+@contextmanager
+def _on_site(context) -> Iterator[str]:
+	"""The command's site, initialised and connected as Administrator; torn down afterwards."""
+	import frappe
+
+	site = get_site(context)
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		frappe.set_user("Administrator")
+		yield site
+	finally:
+		frappe.destroy()
+
+
+def _queue(_ctx, _param, value: str) -> str:
+	if not _QUEUE_NAME.match(value or ""):
+		raise click.BadParameter(f"{value!r}: use letters, digits, '.', '_' and '-' (e.g. kafka_events)")
+	return value
+
+
+def _json(_ctx, _param, value: str | None):
+	import json
+
+	if value is None:
+		return None
+	try:
+		return json.loads(value)
+	except ValueError as e:
+		raise click.BadParameter(f"not JSON ({e}); e.g. '{{\"disabled\": 0}}'") from None
+
+
+_numworkers = click.option(
+	"--numworkers", type=click.IntRange(min=1), default=1, show_default=True, help="processes to run"
+)
+_queue_option = click.option(
+	"--queue",
+	required=True,
+	callback=_queue,
+	help="RQ queue between eventdispatcher and jsonworker (the same value for both commands)",
+)
 
 # --- producer commands ---
 
@@ -14,41 +88,44 @@ from frappe.commands import get_site, pass_context
 @click.option(
 	"--filters",
 	default=None,
+	callback=_json,
 	help='JSON filters, e.g. \'{"disabled": 0}\' or \'[["modified", ">", "2026-01-01"]]\'',
 )
-@click.option("--batch-size", type=int, default=500, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option(
 	"--event", default="on_update", show_default=True, help="Header.Event of the backfilled messages"
 )
 @pass_context
-def spine_backfill(context, doctype: str, filters: str | None, batch_size: int, event: str) -> None:
+@_friendly_errors
+def spine_backfill(context, doctype: str, filters, batch_size: int, event: str) -> None:
 	"""Publish existing documents of a configured DocType (first sync of a new consumer)."""
-	import json
-
-	import frappe
+	import sys
 
 	from spine.producer.backfill import backfill
 
-	site = get_site(context)
-	frappe.init(site=site)
-	frappe.connect()
-	try:
-		frappe.set_user("Administrator")
-		parsed = json.loads(filters) if filters else None
-		done = backfill(
-			doctype,
-			parsed,
-			batch_size=batch_size,
-			event=event,
-			progress=lambda n, total: click.echo(f"{doctype}: {n:,} of {total:,} captured"),
-		)
+	with _on_site(context):
+		if sys.stdout.isatty():
+			with click.progressbar(length=0, label=f"{doctype}: capturing") as bar:
+
+				def progress(n: int, total: int) -> None:
+					bar.length = total
+					bar.update(n - bar.pos)
+
+				done = backfill(doctype, filters, batch_size=batch_size, event=event, progress=progress)
+		else:
+			done = backfill(
+				doctype,
+				filters,
+				batch_size=batch_size,
+				event=event,
+				progress=lambda n, total: click.echo(f"{doctype}: {n:,} of {total:,} captured"),
+			)
 		click.echo(f"{doctype}: {done:,} documents captured; the relay publishes them now")
-	finally:
-		frappe.destroy()
 
 
 @click.command("spine-relay")
 @pass_context
+@_friendly_errors
 def spine_relay(context) -> None:
 	"""Publish this site's captured events the moment their transaction commits (long-running)."""
 	from spine import logs
@@ -62,9 +139,10 @@ def spine_relay(context) -> None:
 
 
 @click.command("eventdispatcher")
-@click.option("--queue", required=True, help="RQ queue the jsonworkers read (same value for both commands)")
-@click.option("--numworkers", type=int, default=1, show_default=True, help="consumer processes in the group")
+@_queue_option
+@_numworkers
 @pass_context
+@_friendly_errors
 def eventdispatcher(context, queue: str, numworkers: int) -> None:
 	"""Read the topics of Spine Consumer Config and hand the messages to the jsonworkers' queue."""
 	from spine.consumer.processes import run_dispatchers
@@ -73,10 +151,11 @@ def eventdispatcher(context, queue: str, numworkers: int) -> None:
 
 
 @click.command("jsonworker")
-@click.option("--queue", required=True, help="RQ queue the eventdispatcher writes to")
-@click.option("--numworkers", type=int, default=1, show_default=True, help="worker processes")
+@_queue_option
+@_numworkers
 @click.option("--burst", is_flag=True, help="exit once the queue is empty")
 @pass_context
+@_friendly_errors
 def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
 	"""Store dispatched messages in Message Log and process them."""
 	from spine.consumer.processes import run_workers
@@ -87,23 +166,43 @@ def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
 # --- operations commands ---
 
 
+@click.command("spine-dev")
+@click.option("--port", type=click.IntRange(0, 65535), default=9092, show_default=True,
+	help="port of the local broker, when one is started")  # fmt: skip
+@click.option("--queue", default="spine_dev", show_default=True, callback=_queue)
+@click.option(
+	"--demo", is_flag=True, help="also set up a demo: ToDo published to spine-demo and handled here"
+)
+@click.option(
+	"--force",
+	is_flag=True,
+	help="run even if the site is not in developer mode or the bench looks like production",
+)
+@pass_context
+@_friendly_errors
+def spine_dev(context, port: int, queue: str, demo: bool, force: bool) -> None:  # fmt: skip
+	"""Development: a local broker if needed, and the relay, a dispatcher and a worker in one terminal,
+	printing each event as it is published, stored and handled. Ctrl-C stops everything."""
+	from spine.desk.dev import run
+
+	run(get_site(context), port=port, queue=queue, demo=demo, force=force)
+
+
 @click.command("spine-broker")
-@click.option("--port", type=int, default=9092, show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=9092, show_default=True)
 @click.option(
 	"--data-dir", default=None, help="where the broker keeps its data (default: a temporary folder)"
 )
 @pass_context
+@_friendly_errors
 def spine_broker(context, port: int, data_dir: str | None) -> None:
 	"""Run a local Kafka-protocol broker for development (needs: pip install noida-db); Ctrl-C stops it."""
 	import json
 	import signal
 
-	from spine.kafka.devbroker import BrokerStartError, LocalBroker
+	from spine.kafka.devbroker import LocalBroker
 
-	try:
-		broker = LocalBroker.start(data_dir, port=port)
-	except BrokerStartError as e:
-		raise click.ClickException(str(e)) from None
+	broker = LocalBroker.start(data_dir, port=port)
 	site = context.sites[0] if context.sites else "mysite.local"
 	block = json.dumps({"bootstrap.servers": broker.bootstrap_servers, "client.id": site})
 	click.echo(f"Kafka-protocol broker listening on {broker.bootstrap_servers} (data: {broker.data_dir})")
@@ -119,15 +218,16 @@ def spine_broker(context, port: int, data_dir: str | None) -> None:
 
 
 @click.command("spine-processes")
-@click.option("--queue", default="kafka_events", show_default=True)
-@click.option("--numworkers", type=int, default=2, show_default=True)
+@click.option("--queue", default="kafka_events", show_default=True, callback=_queue)
+@click.option("--numworkers", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
 	"--supervisor", "as_supervisor", is_flag=True, help="print a supervisor config instead of Procfile lines"
 )
 @click.option("--write", is_flag=True, help="append the Procfile lines to the bench's Procfile")
 @pass_context
+@_friendly_errors
 def spine_processes(context, queue: str, numworkers: int, as_supervisor: bool, write: bool) -> None:
-	"""Procfile or supervisor entries for this site's eventdispatcher and jsonworker."""
+	"""Procfile or supervisor entries for this site's spine-relay, eventdispatcher and jsonworker."""
 	import getpass
 	import os
 	from pathlib import Path
@@ -149,23 +249,19 @@ def spine_processes(context, queue: str, numworkers: int, as_supervisor: bool, w
 
 @click.command("spine-status")
 @click.option("--json", "as_json", is_flag=True, help="print the report as JSON (see README)")
-@click.option("--max-age", type=int, default=600, show_default=True, help="seconds a pending entry may wait")
+@click.option("--max-age", type=click.IntRange(min=1), default=600, show_default=True,
+	help="seconds a pending entry may wait")  # fmt: skip
 @click.option("--no-lag", is_flag=True, help="skip asking the broker for consumer lag")
 @pass_context
+@_friendly_errors
 def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 	"""Backlog, counts by status, oldest pending age, consumer lag. Exit code 1 when something is stuck."""
 	import json
 
-	import frappe
-
 	from spine.desk.status import collect, render
 
-	frappe.init(site=get_site(context))
-	frappe.connect()
-	try:
+	with _on_site(context):
 		report = collect(max_age_seconds=max_age, with_lag=not no_lag)
-	finally:
-		frappe.destroy()
 	click.echo(json.dumps(report, indent=1, default=str) if as_json else render(report))
 	if report["problems"]:
 		raise SystemExit(1)
@@ -176,6 +272,7 @@ commands = [
 	spine_relay,
 	eventdispatcher,
 	jsonworker,
+	spine_dev,
 	spine_broker,
 	spine_processes,
 	spine_status,

@@ -31,3 +31,7 @@ class HandlerConfigError(SpineError):
 
 class PermanentHandlerError(SpineError):
 	"""Raised by a consumer handler to say: do not retry this message, mark it Failed now."""
+
+
+class BrokerUnavailable(SpineError):
+	"""The Kafka broker named in site_config does not answer; the message says where and what to run."""

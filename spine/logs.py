@@ -37,6 +37,10 @@ def setup(bench_path: str | None = None) -> logging.Logger:
 	return root
 
 
+FILE_ONLY = {"file_only": True}
+"""``extra=`` for a line meant for logs/spine.log only (the terminal already says it another way)."""
+
+
 def logger(name: str = "spine") -> logging.Logger:
 	"""A logger under ``spine`` whose lines reach the bench's ``logs/spine.log``."""
 	setup()
@@ -60,9 +64,20 @@ def to_terminal(level: int = logging.INFO) -> None:
 	handler = logging.StreamHandler()
 	handler.spine_terminal = True
 	handler.setLevel(level)
-	handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-	handler.addFilter(lambda record: not record.name.startswith(LIBRDKAFKA))
+	handler.setFormatter(_WithoutTraceback("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+	handler.addFilter(
+		lambda record: not record.name.startswith(LIBRDKAFKA) and not getattr(record, "file_only", False)
+	)
 	root.addHandler(handler)
+
+
+class _WithoutTraceback(logging.Formatter):
+	"""The terminal gets the sentence; the traceback stays in logs/spine.log."""
+
+	def format(self, record: logging.LogRecord) -> str:
+		if record.exc_info or record.exc_text:
+			record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+		return super().format(record)
 
 
 def _librdkafka_debug_only_if_asked(record: logging.LogRecord) -> bool:

@@ -173,7 +173,8 @@ def split_kafka_conf(
 	if raw is None:
 		raise KafkaConfigError(
 			'site_config.json has no "kafka" block; add one with at least '
-			'{"bootstrap.servers": "host:9092"} (bench --site SITE set-config -p kafka \'{...}\')'
+			'{"bootstrap.servers": "host:9092"} (bench --site SITE set-config -p kafka \'{...}\'), '
+			"or run `bench --site SITE spine-dev` on a development bench for a local broker"
 		)
 	if not isinstance(raw, Mapping):
 		raise KafkaConfigError(f'site_config.json "kafka" must be a JSON object, not {type(raw).__name__}')

@@ -19,11 +19,13 @@ from spine.kafka.poll_loop import Record, record_value
 
 log = logs.logger(__name__)
 
+# Columns that differ per message; the others are the same for a whole batch and are written into
+# the statement once (escaping 20 parameters per row cost more than the insert itself).
 _COLUMNS = (
-	"name", "creation", "modified", "owner", "modified_by", "docstatus", "idx", "direction", "status",
-	"message_id", "document_type", "document_name", "event", "topic", "kafka_key", "kafka_partition",
-	"kafka_offset", "origin_site", "attempts", "last_error", "message",
+	"status", "message_id", "document_type", "document_name", "event", "topic", "kafka_key",
+	"kafka_partition", "kafka_offset", "origin_site", "last_error", "message",
 )  # fmt: skip
+_FIXED_COLUMNS = "name, creation, modified, owner, modified_by, docstatus, idx, direction, attempts"
 # Text columns and their lengths (message_log.json). INSERT IGNORE would cut a longer value
 # silently, so two message ids sharing a prefix would collapse into one row; envelope.column_value
 # stores such values in a form that stays unique instead.
@@ -31,11 +33,11 @@ _TEXT_COLUMNS = {
 	"message_id": 140, "document_type": 140, "document_name": 140, "event": 140, "topic": 255,
 	"kafka_key": 300, "origin_site": 140,
 }  # fmt: skip
-# A small batch (the usual case on an idle system) is handled in the job that stored it: the
-# lowest latency. Bigger ones are handed to processing jobs so storing stays fast.
+# A small batch on an idle system is handled in the job that stored it: the lowest latency. Bigger
+# ones, or any while other jobs wait, are handed to processing jobs so storing stays fast.
 INLINE_PROCESS_MAX_ROWS = 50
 INLINE_PROCESS_SECONDS = 1.0
-_ROW_SQL = "(NEXTVAL(`message_log_id_seq`), " + ", ".join(["%s"] * (len(_COLUMNS) - 1)) + ")"
+_ROW_PARAMS = ", ".join(["%s"] * len(_COLUMNS))
 
 
 def store_batch(site: str, records: list[Record], queue_name: str | None = None) -> int:
@@ -59,7 +61,7 @@ def _process_or_kick(stored: int, queue_name: str | None) -> None:
 	from spine.consumer import processor
 
 	done_all = False
-	if stored <= INLINE_PROCESS_MAX_ROWS:
+	if stored <= INLINE_PROCESS_MAX_ROWS and not _backlog(queue_name):
 		try:
 			processor.process(max_seconds=INLINE_PROCESS_SECONDS)
 			done_all = not processor.has_due()
@@ -74,6 +76,18 @@ def _process_or_kick(stored: int, queue_name: str | None) -> None:
 		processor.kick(queue_name)
 
 
+def _backlog(queue_name: str | None) -> bool:
+	"""Whether other jobs wait in the queue: then storing them comes first, handling goes to processing jobs."""
+	if not queue_name:
+		return False
+	from spine.consumer.queue import json_queue
+
+	try:
+		return json_queue(queue_name).count > 0
+	except Exception:
+		return False
+
+
 def store(records: list[Record]) -> int:
 	"""Insert one row per record (in the current transaction); duplicates are skipped."""
 	if not records:
@@ -82,10 +96,15 @@ def store(records: list[Record]) -> int:
 	now = now_datetime()
 	values: list[Any] = []
 	for rec in records:
-		values.extend(_row(rec, now, max_bytes))
+		values.extend(_row(rec, max_bytes))
+	stamp = frappe.db.escape(str(now))
+	row_sql = (
+		f"(NEXTVAL(`message_log_id_seq`), {stamp}, {stamp}, 'Administrator', 'Administrator', 0, 0, "
+		f"'Inbound', 0, {_ROW_PARAMS})"
+	)
 	frappe.db.sql(
-		f"INSERT IGNORE INTO `tabMessage Log` ({', '.join(_COLUMNS)}) VALUES "
-		+ ", ".join([_ROW_SQL] * len(records)),
+		f"INSERT IGNORE INTO `tabMessage Log` ({_FIXED_COLUMNS}, {', '.join(_COLUMNS)}) VALUES "
+		+ ", ".join([row_sql] * len(records)),
 		values,
 	)
 	return frappe.db.sql("SELECT ROW_COUNT()")[0][0]
@@ -96,7 +115,7 @@ def coordinate_id(rec: Record) -> str:
 	return f"kafka:{rec['topic']}:{rec['partition']}:{rec['offset']}"
 
 
-def _row(rec: Record, now, max_bytes: int) -> list[Any]:
+def _row(rec: Record, max_bytes: int) -> list[Any]:
 	raw = record_value(rec)
 	base = {
 		"topic": rec["topic"],
@@ -115,11 +134,10 @@ def _row(rec: Record, now, max_bytes: int) -> list[Any]:
 			e.reason,
 		)
 		return _values(
-			now, base, status="Invalid", message_id=coordinate_id(rec), last_error=e.reason,
+			base, status="Invalid", message_id=coordinate_id(rec), last_error=e.reason,
 			message=_readable(rec, raw, max_bytes),
 		)  # fmt: skip
 	return _values(
-		now,
 		{**base, "kafka_key": rec.get("key") or env.key},
 		status="Pending",
 		message_id=env.message_id or coordinate_id(rec),
@@ -131,14 +149,11 @@ def _row(rec: Record, now, max_bytes: int) -> list[Any]:
 	)
 
 
-def _values(now, base: dict[str, Any], **fields: Any) -> list[Any]:
-	row = {
-		"creation": now, "modified": now, "owner": "Administrator", "modified_by": "Administrator",
-		"docstatus": 0, "idx": 0, "direction": "Inbound", "attempts": 0, **base, **fields,
-	}  # fmt: skip
+def _values(base: dict[str, Any], **fields: Any) -> list[Any]:
+	row = {**base, **fields}
 	for column, length in _TEXT_COLUMNS.items():
 		row[column] = envelope.column_value(row.get(column), length, exact=column == "message_id")
-	return [row.get(c) for c in _COLUMNS[1:]]
+	return [row.get(c) for c in _COLUMNS]
 
 
 def _readable(rec: Record, raw: bytes | None, max_bytes: int) -> str | None:

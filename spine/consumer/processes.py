@@ -8,14 +8,15 @@ finish what they are doing and exit.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import os
 import signal
 import socket
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import frappe
 from rq import Queue, SimpleWorker
@@ -26,48 +27,110 @@ from rq.serializers import JSONSerializer
 
 from spine import logs
 from spine.consumer.queue import json_queue, queue_name
+from spine.errors import SpineError
 
 log = logs.logger(__name__)
 
 
+@dataclass(frozen=True)
+class Child:
+	"""One process of a group: ``target(*args)`` in a fork of the command, shown as ``name``."""
+
+	name: str
+	target: Callable[..., None]
+	args: tuple = ()
+
+
 def run_dispatchers(site: str, queue: str, numworkers: int) -> None:
-	"""``eventdispatcher``: ``numworkers`` consumers of one group, handing batches to ``queue``."""
-	_run_children("eventdispatcher", numworkers, _dispatcher_main, site, queue)
+	"""``eventdispatcher``: ``numworkers`` consumers of one group, handing batches to ``queue``.
+
+	Refuses to start (``KafkaConfigError``, ``BrokerUnavailable``) when the site's kafka block is
+	unusable or the broker does not answer, before any process is forked.
+	"""
+	from spine.settings import broker
+
+	with _site(site):
+		broker.check_reachable()
+	run_group([Child(f"eventdispatcher-{i}", dispatcher_main, (i, site, queue)) for i in range(numworkers)])
 
 
 def run_workers(site: str, queue: str, numworkers: int, burst: bool = False) -> None:
 	"""``jsonworker``: ``numworkers`` RQ workers executing the JSON jobs of ``queue``."""
-	_run_children("jsonworker", numworkers, _worker_main, site, queue, burst)
+	run_group([Child(f"jsonworker-{i}", worker_main, (i, site, queue, burst)) for i in range(numworkers)])
 
 
-def _run_children(what: str, count: int, target: Callable, *args) -> None:
-	_setup_logging()
-	if count < 1:
-		raise SystemExit(f"{what}: --numworkers must be at least 1 (got {count})")
-	if count == 1:
-		target(0, *args)
+def run_group(children: list[Child], while_running: Callable[[], None] | None = None) -> None:
+	"""Run ``children`` until they exit; exits 1 if one failed.
+
+	SIGTERM, SIGINT and SIGQUIT to this process are passed on to every child (each finishes what
+	it is doing); a child never outlives this process (the kernel sends it SIGTERM when the
+	parent dies, even by SIGKILL). ``while_running`` is called about every 0.2 s meanwhile.
+	"""
+	logs.to_terminal()
+	if len(children) == 1 and while_running is None:
+		_child_entry(children[0], in_fork=False)
 		return
 	ctx = multiprocessing.get_context("fork")
-	children = [ctx.Process(target=target, args=(i, *args), name=f"{what}-{i}") for i in range(count)]
-	for child in children:
-		child.start()
+	procs = [ctx.Process(target=_child_entry, args=(c,), name=c.name) for c in children]
+	for proc in procs:
+		proc.start()
 
 	def forward(signum, _frame):
-		for child in children:
-			if child.is_alive():
-				os.kill(child.pid, signum)
+		for proc in procs:
+			if proc.is_alive():
+				os.kill(proc.pid, signum)
 
 	for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
 		signal.signal(sig, forward)
-	for child in children:
-		child.join()
-	failed = [c.name for c in children if c.exitcode not in (0, None)]
+	while any(p.is_alive() for p in procs):
+		if while_running:
+			while_running()
+		for proc in procs:
+			proc.join(0.2 / len(procs))
+	failed = [p.name for p in procs if p.exitcode not in (0, None, -signal.SIGTERM)]
 	if failed:
-		log.error("%s: %s exited with an error", what, ", ".join(failed))
+		log.error("%s exited with an error; see logs/spine.log", ", ".join(failed))
 		sys.exit(1)
 
 
-def _dispatcher_main(index: int, site: str, queue: str) -> None:
+def _child_entry(child: Child, in_fork: bool = True) -> None:
+	"""Run a child; Spine's own errors become one line on stderr (traceback in logs/spine.log)."""
+	if in_fork:
+		_die_with_parent()
+	try:
+		child.target(*child.args)
+	except SpineError as e:
+		log.error("%s stopped: %s", child.name, e, exc_info=True)
+		print(f"{child.name}: {e}", file=sys.stderr)
+		sys.exit(1)
+
+
+def _die_with_parent() -> None:
+	"""Ask Linux to SIGTERM this process when its parent dies (no orphaned dispatchers or workers).
+
+	The child also leaves the parent's process group: a Ctrl-C in the terminal then reaches only
+	the parent, which passes it on once (a second signal would mean "stop now" to the child).
+	"""
+	os.setpgid(0, 0)
+	try:
+		import ctypes
+
+		ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+	except (OSError, AttributeError):
+		pass  # not Linux: children stop when the signals forwarded by the parent reach them
+
+
+@contextmanager
+def _site(site: str) -> Iterator[None]:
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		yield
+	finally:
+		frappe.destroy()
+
+
+def dispatcher_main(index: int, site: str, queue: str) -> None:
 	from spine.config.kafka import redact
 	from spine.kafka.handover import JobHandOver
 	from spine.kafka.poll_loop import Dispatcher
@@ -109,7 +172,7 @@ def _dispatcher_main(index: int, site: str, queue: str) -> None:
 		frappe.destroy()
 
 
-def _worker_main(index: int, site: str, queue: str, burst: bool) -> None:
+def worker_main(index: int, site: str, queue: str, burst: bool) -> None:
 	import spine.consumer.intake
 	import spine.consumer.processor
 	from spine.consumer.queue import keep_site_between_jobs
@@ -213,7 +276,3 @@ def _alive(pid: int) -> bool:
 	except PermissionError:
 		return True
 	return True
-
-
-def _setup_logging() -> None:
-	logs.to_terminal()

@@ -45,23 +45,36 @@ BATCH_SIZE = 500
 # A batch stops taking new messages after this long, so its row locks are held briefly.
 BATCH_SECONDS = 2.0
 MAX_RUN_SECONDS = 120
+# A processing job hands over to a new one after this long, so the intake jobs queued meanwhile
+# get a worker (the queue is first in, first out) and storing never stalls behind processing.
+JOB_RUN_SECONDS = 10.0
 PARALLEL_JOBS = 2  # processing jobs that may wait in the jsonworkers' queue at once
 _QUEUED_KEY = "spine:processor:queued"
 _JOB = "spine.consumer.processor.run_job"
 _UNFINISHED = ("Pending", "Processing", "Error")
 
-# Due rows not held back by an earlier row of their document that is in backoff or being
-# handled elsewhere, so LIMIT never fills up with rows that cannot run.
-_CANDIDATES_SQL = """
-	SELECT m.name FROM `tabMessage Log` m
-	WHERE m.direction = 'Inbound' AND m.status IN ('Pending', 'Error')
-		AND (m.next_attempt_at IS NULL OR m.next_attempt_at <= %(now)s)
-		AND NOT EXISTS (
-			SELECT 1 FROM `tabMessage Log` e
-			WHERE e.kafka_key = m.kafka_key AND e.direction = 'Inbound' AND e.topic = m.topic
-				AND (e.status = 'Processing' OR (e.status = 'Error' AND e.next_attempt_at > %(now)s))
-				AND (e.kafka_partition, e.kafka_offset) < (m.kafka_partition, m.kafka_offset))
-	ORDER BY m.name LIMIT %(limit)s
+# Due rows not held back by an earlier row of their document that waits for a retry, so LIMIT
+# never fills up with rows that cannot run (rows another processor holds are left out later, by
+# _in_document_order). The subquery looks up (kafka_key, status) by equality: a document's
+# finished rows, however many, are never scanned. Pending rows (next_attempt_at
+# is NULL) and due Error rows are read apart: each part walks the (direction, status,
+# next_attempt_at) index in name order, without sorting the whole backlog (the optimizer, left
+# alone, sorts every pending row and checks each against the subquery before applying LIMIT).
+_NOT_HELD_BACK = """
+	AND NOT EXISTS (
+		SELECT 1 FROM `tabMessage Log` e FORCE INDEX (kafka_key_status_index)
+		WHERE e.kafka_key = m.kafka_key AND e.direction = 'Inbound' AND e.topic = m.topic
+			AND e.status = 'Error' AND e.next_attempt_at > %(now)s
+			AND (e.kafka_partition, e.kafka_offset) < (m.kafka_partition, m.kafka_offset))
+"""
+_CANDIDATES_SQL = f"""
+	(SELECT m.name FROM `tabMessage Log` m FORCE INDEX (direction_status_next_attempt_at_index)
+	WHERE m.direction = 'Inbound' AND m.status = 'Pending' AND m.next_attempt_at IS NULL {_NOT_HELD_BACK}
+	ORDER BY m.name LIMIT %(limit)s)
+	UNION ALL
+	(SELECT m.name FROM `tabMessage Log` m
+	WHERE m.direction = 'Inbound' AND m.status = 'Error' AND m.next_attempt_at <= %(now)s {_NOT_HELD_BACK}
+	ORDER BY m.name LIMIT %(limit)s)
 """
 _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
@@ -72,9 +85,14 @@ _LOCK_SQL = """
 	ORDER BY name LIMIT %(limit)s
 	FOR UPDATE SKIP LOCKED
 """
-_UNFINISHED_OF_KEYS_SQL = """
-	SELECT name, topic, kafka_key, kafka_partition, kafka_offset FROM `tabMessage Log`
+# Per document of a batch, the first unfinished row that the batch does not hold and that comes
+# before some row it holds (rows of a partition are stored in offset order, so name order is
+# offset order within a document).
+_FIRST_FOREIGN_SQL = """
+	SELECT topic, kafka_key, MIN(name) AS first FROM `tabMessage Log`
 	WHERE direction = 'Inbound' AND kafka_key IN %(keys)s AND status IN ('Pending', 'Processing', 'Error')
+		AND name < %(last)s AND name NOT IN %(mine)s
+	GROUP BY topic, kafka_key
 """
 
 # Handler paths seen calling frappe.db.commit()/rollback(); their messages get a transaction each.
@@ -88,7 +106,7 @@ def kick(queue_name: str) -> None:
 		for slot in range(PARALLEL_JOBS):
 			if cache.set(cache.make_key(f"{_QUEUED_KEY}:{slot}"), 1, nx=True, ex=600):
 				json_queue(queue_name).enqueue(
-					_JOB, frappe.local.site, slot, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
+					_JOB, frappe.local.site, slot, queue_name, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
 				)
 				return
 	except Exception:
@@ -99,13 +117,16 @@ def kick(queue_name: str) -> None:
 		)
 
 
-def run_job(site: str, slot: int = 0) -> int:
-	"""RQ job entry (JSON args) for a kicked processing pass."""
+def run_job(site: str, slot: int = 0, queue_name: str | None = None) -> int:
+	"""RQ job entry (JSON args) for a kicked processing pass; queues the next one if work is left."""
 	from spine.consumer.queue import job_site
 
 	with job_site(site):
 		compat.cache().delete_value(f"{_QUEUED_KEY}:{slot}")
-		return process()
+		done = process(max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS)
+		if queue_name and has_due():
+			kick(queue_name)
+		return done
 
 
 def process_scheduled() -> None:
@@ -122,7 +143,7 @@ def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) 
 	finished = 0
 	while time.monotonic() < deadline:
 		names = [
-			r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": batch_size * 4})
+			r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": batch_size * 2})
 		]
 		if not names:
 			break
@@ -193,6 +214,9 @@ class Batch:
 	blocked_keys: set[tuple[str, str]] = field(default_factory=set)
 	ended: _Ended = field(default_factory=_Ended)
 	_savepoints: int = 0
+	_processed: list[int] = field(default_factory=list)  # written in one UPDATE at commit
+	_skipped: dict[str, list[int]] = field(default_factory=dict)  # reason -> rows, likewise
+	_routes: dict[tuple, tuple[str | None, _Route | None]] = field(default_factory=dict)
 
 	def run(self, names: list[int], limit: int) -> int:
 		rows = frappe.db.sql(
@@ -213,7 +237,7 @@ class Batch:
 				continue
 			skip_reason, route = self._route(row)
 			if skip_reason:
-				self._set_status([row.name], "Skipped", skip_reason)
+				self._skipped.setdefault(skip_reason, []).append(row.name)
 				continue
 			if route.self_committing:
 				self._commit()
@@ -237,24 +261,23 @@ class Batch:
 		keys = tuple({r.kafka_key for r in rows if r.kafka_key is not None})
 		if not keys:
 			return rows
-		mine = {r.name for r in rows}
-		unfinished = frappe.db.sql(_UNFINISHED_OF_KEYS_SQL, {"keys": keys}, as_dict=True)
-		first_foreign: dict[tuple[str, str], tuple[int, int]] = {}
-		for u in unfinished:
-			if u.name in mine:
-				continue
-			pos, key = (u.kafka_partition, u.kafka_offset), (u.topic, u.kafka_key)
-			if key not in first_foreign or pos < first_foreign[key]:
-				first_foreign[key] = pos
-		return [
-			r
-			for r in rows
-			if (r.topic, r.kafka_key) not in first_foreign
-			or (r.kafka_partition, r.kafka_offset) < first_foreign[(r.topic, r.kafka_key)]
-		]
+		names = tuple(r.name for r in rows)
+		first_foreign = {
+			(f.topic, f.kafka_key): f.first
+			for f in frappe.db.sql(
+				_FIRST_FOREIGN_SQL, {"keys": keys, "last": max(names), "mine": names}, as_dict=True
+			)
+		}
+		return [r for r in rows if r.name < first_foreign.get((r.topic, r.kafka_key), r.name + 1)]
 
 	def _route(self, row) -> tuple[str | None, _Route | None]:
 		"""(reason to skip, None) or (None, the route) for a locked row."""
+		key = (row.topic, row.document_type, row.origin_site)
+		if key not in self._routes:
+			self._routes[key] = self._find_route(row)
+		return self._routes[key]
+
+	def _find_route(self, row) -> tuple[str | None, _Route | None]:
 		own_site = row.origin_site in {frappe.local.site, _own_client_id()}
 		if own_site and not self.settings.get("test_mode"):
 			return (
@@ -298,7 +321,7 @@ class Batch:
 			self._record_failure(row, e, tb)
 			return None
 		if not self.ended.ended:
-			self._set_status([row.name], "Processed", None)
+			self._processed.append(row.name)
 		return None
 
 	def _run_group(self, rows: list, route: _Route, retry: bool) -> tuple[Exception, str] | None:
@@ -327,7 +350,7 @@ class Batch:
 				return failure
 			return self._run_group(rows[half:], route, retry=False)
 		if not self.ended.ended:
-			self._set_status([r.name for r in rows], "Processed", None)
+			self._processed.extend(r.name for r in rows)
 		return None
 
 	def _settle_ended(self, rows: list, route: _Route, failure: tuple[Exception, str] | None) -> int:
@@ -346,17 +369,24 @@ class Batch:
 			frappe.local.site, ", ".join(route.paths), what, rows[0].name, rows[0].document_type,
 			rows[0].kafka_key,
 		)  # fmt: skip
-		counted = self.finished if self.ended.committed else 0
-		self.finished = 0
+		committed = self.ended.committed
+		earlier = self._processed if committed else []  # their effects committed with the handler's commit
+		skipped = self._skipped if committed else {}
+		self._processed, self._skipped = [], {}
+		self.finished = 0 if not committed else self.finished
 		self.ended = _Ended(closing=True)
 		if failure:
 			frappe.db.rollback()  # what the handler wrote after its own commit/rollback
 			for row in rows:
 				self._record_failure(row, *failure)
 		else:
-			self._set_status([r.name for r in rows], "Processed", None)
+			earlier = earlier + [r.name for r in rows]
+		if earlier:
+			self._set_status(earlier, "Processed", None)
+		for reason, names in skipped.items():
+			self._set_status(names, "Skipped", reason)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - settle at once: the rows are no longer locked
-		return counted + self.finished
+		return self.finished
 
 	def _run_alone(self, row, route: _Route) -> int:
 		"""Handle ``row`` in a transaction of its own (for handlers that commit themselves)."""
@@ -425,6 +455,11 @@ class Batch:
 		)  # fmt: skip
 
 	def _commit(self) -> None:
+		if self._processed:
+			self._set_status(self._processed, "Processed", None)
+		for reason, names in self._skipped.items():
+			self._set_status(names, "Skipped", reason)
+		self._processed, self._skipped = [], {}
 		self.ended.closing = True
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the batch's effects and statuses commit together
 

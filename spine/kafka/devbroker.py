@@ -18,10 +18,12 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from spine.errors import SpineError
+
 _PORT_LINE = re.compile(r"^\s*kafka\s+([0-9.]+):(\d+)\s*$")
 
 
-class BrokerStartError(RuntimeError):
+class BrokerStartError(SpineError):
 	"""The local broker could not be started; the message says why and what to do."""
 
 

@@ -72,7 +72,7 @@ class Dispatcher:
 		topics: Callable[[], Sequence[str]],
 		submit: Callable[[list[Record]], None],
 		*,
-		batch_size: int = 500,
+		batch_size: int = 1000,
 		poll_timeout: float = 1.0,
 		refresh_seconds: float = 10.0,
 		min_commit_count: int = 1,

@@ -27,3 +27,19 @@ def site_settings() -> KafkaSettings:
 			_warned.add(warning)
 			log.warning("Spine on %s: %s", frappe.local.site, warning)
 	return settings
+
+
+def check_reachable(settings: KafkaSettings | None = None, timeout: float = 10) -> KafkaSettings:
+	"""The site's settings, after making sure the broker answers; raises ``BrokerUnavailable`` if not."""
+	from spine.errors import BrokerUnavailable
+	from spine.kafka.admin import check
+
+	settings = settings or site_settings()
+	report = check(settings.admin, [], timeout=timeout)
+	if not report["ok"]:
+		raise BrokerUnavailable(
+			f"the Kafka broker at {settings.bootstrap_servers} does not answer ({report['error']}). "
+			f"Start it, or for development run `bench --site {frappe.local.site} spine-dev` "
+			"(or `bench spine-broker`) for a local one."
+		)
+	return settings

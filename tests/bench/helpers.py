@@ -92,8 +92,34 @@ class BenchProcess:
 			return -9
 
 	def kill(self) -> None:
+		"""SIGKILL every process of the command, children in their own process groups included."""
+		tree = descendants(self.proc.pid)
 		self.signal(signal.SIGKILL)
+		for pid in tree:
+			try:
+				os.kill(pid, signal.SIGKILL)
+			except ProcessLookupError:
+				pass
 		self.proc.wait(10)
+
+
+def descendants(pid: int) -> set[int]:
+	"""Every process below ``pid`` (Linux /proc)."""
+	children: dict[int, list[int]] = {}
+	for entry in os.listdir("/proc"):
+		if entry.isdigit():
+			try:
+				with open(f"/proc/{entry}/stat") as f:
+					ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+			except (OSError, ValueError, IndexError):
+				continue
+			children.setdefault(ppid, []).append(int(entry))
+	found, todo = set(), [pid]
+	while todo:
+		for child in children.get(todo.pop(), []):
+			found.add(child)
+			todo.append(child)
+	return found
 
 
 def read_topic(bootstrap: str, topic: str, count: int, timeout: float = 60, exact_wait: float = 2.0) -> list:

@@ -1,0 +1,79 @@
+"""One table of every measure with its goal, from the results the benchmarks wrote.
+
+Reads benchmarks/results/{producer,consumer,pipeline}.json and writes benchmarks/results/summary.json.
+Keys are stable (tools may read them); each row says what its figure means.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# key, what it measures, unit, goal, "max" (lower is better) or "min" (higher is better), source, path
+ROWS = [
+	("save_to_handler_median_ms", "save → consumer handler, idle pipeline, median", "ms", 50, "max",
+		"pipeline", ("save_to_handler_ms", "median")),
+	("save_to_handler_p95_ms", "save → consumer handler, idle pipeline, p95", "ms", 150, "max",
+		"pipeline", ("save_to_handler_ms", "p95")),
+	("new_topic_first_message_s", "first message on a topic the dispatcher did not know", "s", 10, "max",
+		"pipeline", ("new_topic_seconds",)),
+	("ingest_messages_per_s", "ingest, Kafka → Message Log (3 partitions, 2 jsonworkers)", "msg/s", 10_000, "min",
+		"consumer", ("ingest_messages_per_second",)),
+	("stored_processed_per_message_per_s", "stored + processed, per-message no-op handler", "msg/s", 2_000,
+		"min", "consumer", ("stored_and_processed_messages_per_second",)),
+	("processed_batch_handler_per_s", "processed, batch no-op handler (one processor)", "msg/s", 10_000, "min",
+		"consumer", ("batch_processed_messages_per_second",)),
+	("relay_messages_per_s", "relay, outbox → broker confirmed", "msg/s", 25_000, "min",
+		"producer", ("relay", "messages_per_second")),
+	("import_handled_after_commit_s", "documents inserted in ONE transaction → all handled, after the commit",
+		"s", 10, "max", "pipeline", ("import", "after_commit_seconds", "handled")),
+	("added_per_configured_save_ms", "added per configured save (median)", "ms", 1.5, "max",
+		"producer", ("added_ms_median", "configured")),
+	("capture_hook_unconfigured_us", "capture hook, unconfigured DocType", "µs", 10, "max",
+		"producer", ("capture_hook_unconfigured_us",)),
+	("dispatcher_memory_peak_ratio", "eventdispatcher peak RSS / RSS after the first 10,000 messages", "×", 1.10,
+		"max", "consumer", ("memory", "dispatcher_peak_ratio")),
+	("jsonworker_memory_peak_ratio", "jsonworkers peak RSS / RSS after the first 10,000 messages", "×", 1.10,
+		"max", "consumer", ("memory", "jsonworker_peak_ratio")),
+]  # fmt: skip
+
+
+def lookup(data: dict, path: tuple[str, ...]):
+	for part in path:
+		if not isinstance(data, dict) or part not in data:
+			return None
+		data = data[part]
+	return data
+
+
+def main() -> None:
+	sources = {}
+	for name in ("producer", "consumer", "pipeline"):
+		path = RESULTS / f"{name}.json"
+		sources[name] = json.loads(path.read_text()) if path.exists() else {}
+	table, out = [], {}
+	for key, label, unit, goal, kind, source, path in ROWS:
+		value = lookup(sources[source], path)
+		met = None if value is None else (value <= goal if kind == "max" else value >= goal)
+		out[key] = {"label": label, "unit": unit, "value": value, "goal": goal, "goal_is": kind, "met": met,
+			"source": f"benchmarks/results/{source}.json"}  # fmt: skip
+		shown = (
+			"not measured" if value is None else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}")
+		)
+		table.append((label, f"{shown} {unit}", f"{'≤' if kind == 'max' else '≥'} {goal:,} {unit}",
+			{None: "–", True: "met", False: "MISSED"}[met]))  # fmt: skip
+	widths = [max(len(row[i]) for row in [("measure", "value", "goal", ""), *table]) for i in range(4)]
+	print("\nSpine performance against its goals")
+	for row in [("measure", "value", "goal", ""), tuple("-" * w for w in widths), *table]:
+		print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
+	machine = next((s.get("machine") for s in sources.values() if s.get("machine")), None)
+	(RESULTS / "summary.json").write_text(json.dumps({"machine": machine, "measures": out}, indent=2))
+	print(f"\nwritten: {RESULTS / 'summary.json'}")
+	sys.exit(0)
+
+
+if __name__ == "__main__":
+	main()
