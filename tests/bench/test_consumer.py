@@ -269,7 +269,9 @@ def test_killed_dispatcher_and_worker_lose_nothing_and_store_nothing_twice(
 	):
 		pipe = Pipeline(queue, workers=2)
 		try:
-			wait_for(lambda: stored() > 0, 120, interval=0.02, what=lambda: f"some rows stored\n{pipe.logs()}")
+			wait_for(
+				lambda: stored() > 0, 120, interval=0.02, what=lambda: f"some rows stored\n{pipe.logs()}"
+			)
 			pipe.dispatcher.kill()
 			pipe.worker.kill()
 			stored_at_kill = stored()
