@@ -102,7 +102,7 @@ def build(
 	the envelope serialises the same way every time.
 	"""
 	body_payload = to_json_compatible(dict(payload))
-	ts = str(timestamp or datetime.datetime.now())
+	ts = timestamp_text(timestamp)
 	mid = message_id or new_message_id()
 	header = {
 		"Origin": origin,
@@ -129,6 +129,14 @@ def build(
 		schema_version=SCHEMA_VERSION,
 		body=body,
 	)
+
+
+def timestamp_text(moment: datetime.datetime | None = None) -> str:
+	"""``Header.Timestamp``: ISO 8601 with the UTC offset (``2026-11-22T14:03:07.123456+05:30``), so
+	a reader anywhere knows the instant. A naive ``moment`` is taken as this machine's local time.
+	The original adapter's form (``2026-11-22 14:03:07.123456``, no zone) is still accepted on parse."""
+	moment = moment or datetime.datetime.now()
+	return (moment if moment.tzinfo else moment.astimezone()).isoformat()
 
 
 def encode(envelope: Envelope) -> bytes:

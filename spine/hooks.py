@@ -7,7 +7,14 @@ app_license = "MIT"
 
 export_python_type_annotations = True
 
+after_install = "spine.install.after_install"
 after_migrate = "spine.install.after_migrate"
+
+# Desk: one script for both config forms (broker shown, Check connection)
+doctype_js = {
+	"Spine Producer Config": "public/js/config_form.js",
+	"Spine Consumer Config": "public/js/config_form.js",
+}
 before_uninstall = "spine.install.before_uninstall"
 
 # --- producer: doc_events ---

@@ -11,6 +11,18 @@ MODULE = "Spine Adapter"
 log = logs.logger(__name__)
 
 
+def after_install() -> None:
+	"""Desk settings that suit a log: no comment counts in the Message Log list."""
+	_quiet_message_log_list()
+
+
+def _quiet_message_log_list() -> None:
+	if not frappe.db.exists("List View Settings", "Message Log"):
+		frappe.get_doc(
+			{"doctype": "List View Settings", "name": "Message Log", "disable_comment_count": 1}
+		).insert(ignore_permissions=True)
+
+
 def after_migrate() -> None:
 	"""Repair what a failed install or a dropped table left behind: every Spine DocType has its table.
 
@@ -21,6 +33,7 @@ def after_migrate() -> None:
 		if not frappe.db.table_exists(name):
 			log.warning("Spine: table of %s is missing on %s; creating it again", name, frappe.local.site)
 			frappe.reload_doc(frappe.scrub(MODULE), "doctype", frappe.scrub(name), force=True)
+	_quiet_message_log_list()
 	config_cache.forget()
 
 
@@ -32,4 +45,5 @@ def before_uninstall() -> None:
 	``before_uninstall`` hooks.)
 	"""
 	frappe.db.delete("Singles", {"doctype": ("in", SINGLE_DOCTYPES)})
+	frappe.db.delete("List View Settings", {"name": "Message Log"})
 	config_cache.forget()

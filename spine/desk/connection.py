@@ -28,22 +28,27 @@ def check_connection(config: str) -> dict[str, Any]:
 def show_connection(config: str) -> dict[str, Any]:
 	"""Desk button: the report as a dialog, offering to create missing topics."""
 	report = check_connection(config)
-	rows = "".join(
-		f"<tr><td>{frappe.utils.escape_html(t['topic'])}</td><td>"
-		+ (
-			"unknown"
-			if t["exists"] is None
-			else f"exists ({t['partitions']} partitions)"
-			if t["exists"]
-			else "missing"
+	esc = frappe.utils.escape_html
+	rows = (
+		"".join(
+			f"<tr><td>{esc(t['topic'])}</td><td>"
+			+ (
+				"unknown"
+				if t["exists"] is None
+				else f"exists ({_count(t['partitions'], 'partition')})"
+				if t["exists"]
+				else "missing"
+			)
+			+ "</td></tr>"
+			for t in report["topics"]
 		)
-		+ "</td></tr>"
-		for t in report["topics"]
+		or "<tr><td colspan='2'>no enabled row names a topic yet</td></tr>"
 	)
+	where = esc(broker.describe())
 	head = (
-		f"The broker answers ({report['brokers']} brokers)."
+		f"The broker at {where} answers ({_count(report['brokers'], 'broker')} in the cluster)."
 		if report["ok"]
-		else f"The broker does not answer: {frappe.utils.escape_html(report['error'] or '')}"
+		else f"The broker at {where} does not answer: {esc(report['error'] or '')}"
 	)
 	missing = [t["topic"] for t in report["topics"] if t["exists"] is False]
 	frappe.msgprint(
@@ -51,7 +56,7 @@ def show_connection(config: str) -> dict[str, Any]:
 		title="Kafka connection",
 		indicator="green" if report["ok"] else "red",
 		primary_action={
-			"label": f"Create {len(missing)} missing topics",
+			"label": f"Create {_count(len(missing), 'missing topic')}",
 			"server_action": "spine.desk.connection.create_missing_topics",
 			"args": {"config": config},
 		}
@@ -59,6 +64,11 @@ def show_connection(config: str) -> dict[str, Any]:
 		else None,
 	)
 	return report
+
+
+def _count(n: int | None, noun: str) -> str:
+	"""``1 partition``, ``3 partitions``."""
+	return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
 @frappe.whitelist()

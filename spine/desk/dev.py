@@ -12,10 +12,11 @@ from __future__ import annotations
 import datetime
 import json
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import click
 import frappe
-from frappe.utils import get_bench_path, now_datetime
+from frappe.utils import get_bench_path, get_system_timezone, now_datetime
 
 from spine.errors import BrokerUnavailable, SpineError
 
@@ -220,9 +221,12 @@ def _first_line(text: str | None) -> str:
 
 
 def _header_time(message: str | None) -> datetime.datetime | None:
-	"""The envelope's Header.Timestamp as a naive site-time datetime, if it can be read."""
+	"""The envelope's Header.Timestamp as a naive site-time datetime, if it can be read (ISO 8601 with
+	an offset, or the original adapter's zone-less form, taken as site time)."""
 	try:
-		stamp = json.loads(message or "{}")["Header"]["Timestamp"]
-		return frappe.utils.get_datetime(str(stamp)[:26])
+		moment = datetime.datetime.fromisoformat(str(json.loads(message or "{}")["Header"]["Timestamp"]))
 	except (ValueError, KeyError, TypeError):
 		return None
+	if moment.tzinfo:
+		moment = moment.astimezone(ZoneInfo(get_system_timezone())).replace(tzinfo=None)
+	return moment

@@ -70,17 +70,28 @@ def problems(report: dict[str, Any]) -> list[str]:
 
 
 def consumer_lag() -> dict[str, Any]:
+	"""The consumer group's lag on the topics Spine Consumer Config names now (read afresh)."""
+	config_cache.forget_local()
 	topics = config_cache.consumer_settings()["topics"]
 	raw = frappe.conf.get("kafka")
 	if not topics or not raw:
 		return {"group": None, "total": 0, "partitions": []}
+	from confluent_kafka import KafkaException
+
+	from spine.errors import KafkaConfigError
+	from spine.kafka.lag import group_lag
+
 	try:
 		settings = broker.site_settings()
-		from spine.kafka.lag import group_lag
-
+	except KafkaConfigError as e:
+		return {"group": None, "error": f"the kafka block cannot be used: {e}"[:300]}
+	try:
 		parts = group_lag({**settings.consumer, "socket.timeout.ms": 5000}, topics, timeout=5)
-	except Exception as e:
-		return {"group": (raw or {}).get("group.id"), "error": f"{type(e).__name__}: {e}"[:300]}
+	except KafkaException as e:
+		return {
+			"group": settings.consumer["group.id"],
+			"error": f"the broker at {settings.bootstrap_servers} did not answer ({e})"[:300],
+		}
 	return {
 		"group": settings.consumer["group.id"],
 		"total": sum(p.lag for p in parts),

@@ -7,10 +7,12 @@ commit, one kick per transaction asks the relay to publish (``relay.kick``).
 
 from __future__ import annotations
 
+import datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import frappe
-from frappe.utils import now_datetime
+from frappe.utils import get_system_timezone, now_datetime
 
 from spine import compat, envelope, logs
 from spine.errors import HandlerConfigError
@@ -84,6 +86,7 @@ def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | N
 		payload=payload,
 		origin=_origin(),
 		origin_site=frappe.local.site,
+		timestamp=_site_now(),
 	)
 	try:
 		frappe.db.sql(INSERT_SQL, _row_values(doc, event, route, env))
@@ -179,6 +182,11 @@ def _log_unreadable_config(doc, event: str) -> None:
 		log.exception("Spine could not even record that %s %s was not captured", doc.doctype, doc.name)
 	finally:
 		frappe.flags.spine_logging_capture_problem = False
+
+
+def _site_now() -> datetime.datetime:
+	"""Now in the site's time zone (System Settings), with its offset."""
+	return datetime.datetime.now(ZoneInfo(get_system_timezone()))
 
 
 def _origin() -> str:

@@ -43,3 +43,13 @@ def check_reachable(settings: KafkaSettings | None = None, timeout: float = 10) 
 			"(or `bench spine-broker`) for a local one."
 		)
 	return settings
+
+
+def describe() -> str:
+	"""Where this site's Kafka is, for Desk: the bootstrap servers (never a secret), or why none."""
+	from spine.errors import KafkaConfigError
+
+	try:
+		return site_settings().bootstrap_servers
+	except KafkaConfigError as e:
+		return f"none usable ({e})"

@@ -96,7 +96,7 @@ def _build_consumer_settings() -> dict[str, Any]:
 		}
 	return {
 		"routes": routes,
-		"topics": sorted(routes),
+		"topics": sorted(routes) if config.get("enabled", 1) else [],  # the master switch stops reading only
 		"max_attempts": config.max_attempts or 5,
 		"retry_backoff_seconds": config.retry_backoff_seconds
 		if config.retry_backoff_seconds is not None

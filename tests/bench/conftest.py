@@ -16,6 +16,7 @@ def consumer_config(frappe_site):
 
 	def configure(*rows: dict, max_attempts: int = 3, test_mode: int = 0) -> None:
 		doc = frappe.get_single("Spine Consumer Config")
+		doc.enabled = 1
 		doc.set("configs", list(rows))
 		doc.max_attempts, doc.retry_backoff_seconds, doc.retry_backoff_max_seconds = max_attempts, 1, 2
 		doc.test_mode = test_mode
@@ -26,7 +27,7 @@ def consumer_config(frappe_site):
 	restore_single(
 		"Spine Consumer Config",
 		saved,
-		("max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds", "test_mode"),
+		("enabled", "max_attempts", "retry_backoff_seconds", "retry_backoff_max_seconds", "test_mode"),
 	)
 
 

@@ -7,6 +7,7 @@ skipped with the reason. Screenshots go to SPINE_SCREENSHOTS (default: a tempora
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import tempfile
@@ -50,9 +51,11 @@ def desk(frappe_site):
 	from selenium.webdriver.chrome.service import Service
 	from selenium.webdriver.common.by import By
 
-	if not frappe.get_system_settings("setup_complete"):  # a fresh test site would show the setup wizard
-		frappe.db.set_single_value("System Settings", "setup_complete", 1)
-		frappe.db.commit()
+	# what the setup wizard leaves behind, so Desk shows what users see (navbar, home page), not the wizard
+	frappe.db.set_single_value("System Settings", "setup_complete", 1)
+	frappe.db.set_default("desktop:home_page", "workspace")
+	frappe.db.commit()
+	frappe.clear_cache()
 	port = _free_port()
 	server = BenchProcess("serve", "--port", str(port))
 	base = f"http://127.0.0.1:{port}"
@@ -106,49 +109,100 @@ def _open(driver, url: str, title: str, shots: str, shot: str) -> None:
 	driver.save_screenshot(os.path.join(shots, shot))
 
 
-def test_forms_and_log_render(desk):
+def _texts(driver, css: str) -> list[str]:
 	from selenium.webdriver.common.by import By
 
+	return [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, css) if e.text.strip()]
+
+
+def test_config_forms_show_the_broker_and_a_plain_connection_dialog(desk, kafka_bootstrap):
+	from selenium.webdriver.common.by import By
+
+	from tests.bench.helpers import site_kafka
+
 	driver, base, shots = desk
-	_open(driver, base + "/app/spine-producer-config", "Spine Producer Config", shots, "producer-config.png")
-	assert "Check connection" in driver.page_source
-	button = [
-		b
-		for b in driver.find_elements(By.CSS_SELECTOR, ".page-actions button")
-		if b.text.strip() == "Check connection"
-	]
-	button[0].click()
-	wait_for(
-		lambda: any(
-			"Kafka connection" in t.text for t in driver.find_elements(By.CSS_SELECTOR, ".modal-title")
-		),
-		30,
-		what="the Check connection dialog",
-	)
-	driver.save_screenshot(os.path.join(shots, "check-connection.png"))
-	_open(driver, base + "/app/spine-consumer-config", "Spine Consumer Config", shots, "consumer-config.png")
-	assert "Max attempts" in driver.page_source
+	with site_kafka(kafka_bootstrap):
+		for doctype, slug in (
+			("Spine Producer Config", "spine-producer-config"),
+			("Spine Consumer Config", "spine-consumer-config"),
+		):
+			_open(driver, f"{base}/app/{slug}", doctype, shots, f"{slug}.png")
+			wait_for(lambda: kafka_bootstrap in " ".join(_texts(driver, ".form-message")), 20,
+				what=f"the broker named on {doctype}")  # fmt: skip
+			assert not driver.find_elements(
+				By.CSS_SELECTOR, ".form-sidebar .like-action, .timeline-item .comment-box"
+			), f"{doctype}: no likes, comments or activity on a settings form"
+			assert "Enabled" in driver.page_source, f"{doctype} has a master switch"
+		button = [
+			b
+			for b in driver.find_elements(By.CSS_SELECTOR, ".page-actions button")
+			if b.text.strip() == "Check connection"
+		]
+		button[0].click()
+		dialog = wait_for(lambda: [d for d in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog") if "Kafka connection" in d.text],
+			30, what="the Check connection dialog")[0]  # fmt: skip
+		text = dialog.text
+		driver.save_screenshot(os.path.join(shots, "check-connection.png"))
+		assert kafka_bootstrap in text and "1 broker in the cluster" in text, text
+		assert "brokers)" not in text and "1 partitions" not in text and "1 missing topics" not in text, text
+
+
+def test_message_log_is_read_only_sorted_newest_first_and_readable(desk):
 	import frappe
+	from selenium.webdriver.common.by import By
 
 	from tests.bench.test_operations import _insert
 
+	driver, base, shots = desk
 	topic = unique("desk-list")  # explicit filter: Desk remembers a user's last list filters
-	for status in ("Processed", "Error", "Invalid"):
-		_insert("Inbound", status, topic)
+	names = [_insert("Inbound", status, topic) for status in ("Processed", "Error", "Invalid")]
+	frappe.db.sql(
+		"UPDATE `tabMessage Log` SET creation = %s WHERE topic = %s", (frappe.utils.now_datetime(), topic)
+	)
 	frappe.db.commit()
 	try:
+		with pytest.raises(frappe.ValidationError, match="read-only"):
+			frappe.get_doc("Message Log", names[0]).save()  # not through Desk or the API either
 		_open(driver, f"{base}/app/message-log?topic={topic}", "Message Log", shots, "message-log-list.png")
 
-		def pills():
-			found = driver.find_elements(By.CSS_SELECTOR, ".list-row .indicator-pill")
+		def rows():
+			found = driver.find_elements(By.CSS_SELECTOR, ".list-row-container .list-row")
 			return found if len(found) >= 3 else None
 
-		colours = {
-			p.text.strip(): p.get_attribute("class") for p in wait_for(pills, 30, what="status indicators")
+		wait_for(rows, 30, what="the three rows")
+		time.sleep(0.5)
+		driver.save_screenshot(os.path.join(shots, "message-log-list.png"))
+		pills = {
+			p.text.strip(): p.get_attribute("class")
+			for p in driver.find_elements(By.CSS_SELECTOR, ".list-row .indicator-pill")
 		}
-		assert (
-			"green" in colours["Processed"] and "red" in colours["Error"] and "purple" in colours["Invalid"]
+		assert "green" in pills["Processed"] and "red" in pills["Error"] and "purple" in pills["Invalid"]
+		shown = [a.get_attribute("href").rstrip("/").rsplit("/", 1)[-1]
+			for a in driver.find_elements(By.CSS_SELECTOR, ".list-row-container .list-row a.ellipsis[href*='/message-log/']")]  # fmt: skip
+		assert shown[:3] == [
+			str(n) for n in sorted(names, reverse=True)
+		], "same second: newest (highest) name first"
+		clipped = driver.execute_script(
+			"return [...document.querySelectorAll('.list-row-container .list-row .list-row-col')]"
+			".filter(c => c.innerText.trim() === 'ToDo' && c.scrollWidth > c.clientWidth).length"
 		)
+		assert clipped == 0, "the DocType column shows the whole DocType"
+
+		_open(driver, f"{base}/app/message-log/{names[1]}", "op", shots, "message-log-form.png")
+		primary = [
+			b.text.strip()
+			for b in driver.find_elements(By.CSS_SELECTOR, ".page-actions .primary-action")
+			if b.is_displayed()
+		]
+		assert "Save" not in primary, primary
+		assert not driver.find_elements(
+			By.CSS_SELECTOR, ".frappe-control[data-fieldname='status'] select"
+		), "status is not editable"
+		assert "Retry" in driver.page_source and "Readable JSON" in driver.page_source
+		assert not driver.find_elements(
+			By.CSS_SELECTOR, ".form-sidebar, .new-timeline, .comment-box"
+		), "no sidebar, activity or comments"
+		assert "ISO 8601" in driver.page_source, "the form says which time is which"
 	finally:
 		frappe.db.delete("Message Log", {"topic": topic})
 		frappe.db.commit()
@@ -194,28 +248,115 @@ def test_retry_from_the_list(desk):
 		frappe.db.commit()
 
 
-def test_spine_workspace_shows_cards_and_charts(desk):
+@pytest.fixture
+def lag_unknown(frappe_site):
+	"""A configured topic and a broker that does not answer: the consumer lag cannot be read."""
+	import frappe
+
+	from tests.bench.helpers import restore_single, site_kafka
+
+	saved = frappe.get_single("Spine Consumer Config").as_dict()
+	with socket.socket() as s:
+		s.bind(("127.0.0.1", 0))
+		dead = f"127.0.0.1:{s.getsockname()[1]}"
+	with site_kafka(dead):
+		doc = frappe.get_single("Spine Consumer Config")
+		doc.set(
+			"configs", [{"topic": unique("lag"), "document_type": "ToDo", "event_handler": "spine.demo.noop"}]
+		)
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
+		try:
+			yield
+		finally:
+			restore_single("Spine Consumer Config", saved)
+
+
+def _card(driver, label: str) -> str:
+	for card in driver.find_elements(By_CSS(), ".number-widget-box"):
+		if label.upper() in card.text.upper():
+			numbers = card.find_elements(By_CSS(), ".number")
+			return numbers[0].text.strip() if numbers else ""
+	raise AssertionError(f"no card {label!r}")
+
+
+def By_CSS():
 	from selenium.webdriver.common.by import By
 
-	driver, base, shots = desk
+	return By.CSS_SELECTOR
+
+
+def _workspace(driver, base: str) -> list:
 	driver.get(base + "/app/spine")
-	cards = wait_for(
-		lambda: (c := driver.find_elements(By.CSS_SELECTOR, ".number-widget-box")) and len(c) >= 7 and c,
-		60,
-		what="the seven number cards",
+	cards = wait_for(lambda: (c := driver.find_elements(By_CSS(), ".number-widget-box")) and len(c) >= 7 and c,
+		60, what="the seven number cards")  # fmt: skip
+	wait_for(lambda: all(c.find_elements(By_CSS(), ".number") for c in cards), 30, what="card numbers")
+	return cards
+
+
+def test_workspace_cards_read_plainly(desk, lag_unknown):
+	driver, base, shots = desk
+	cards = _workspace(driver, base)
+	wait_for(
+		lambda: _card(driver, "Consumer lag").startswith("unknown"), 30, what="the lag card's unknown state"
 	)
-	wait_for(lambda: all(c.find_elements(By.CSS_SELECTOR, ".number") for c in cards), 30, what="card numbers")
-	wait_for(lambda: len(driver.find_elements(By.CSS_SELECTOR, ".chart-wrapper svg, .chart-container svg")) >= 2,
-		60, what="both charts drawn")  # fmt: skip
 	time.sleep(1)
-	driver.save_screenshot(os.path.join(shots, "workspace.png"))
-	labels = " ".join(c.text for c in cards).upper()  # Desk shows card labels in capitals
+	driver.save_screenshot(os.path.join(shots, "workspace-lag-unknown.png"))
+	labels = " ".join(c.text for c in cards).upper()
+	assert "SPINE" not in labels, "cards inside the Spine workspace do not repeat SPINE"
 	for label in (
-		"Pending Inbound",
-		"Pending Outbound",
+		"Pending inbound",
+		"Pending outbound",
 		"Errors",
 		"Failed",
-		"Processed Last Hour",
-		"Consumer Lag",
+		"Processed last hour",
+		"Oldest waiting",
+		"Consumer lag",
 	):
 		assert label.upper() in labels, label
+	assert _card(driver, "Consumer lag") == "unknown: broker unreachable"
+	assert re.fullmatch(r"\d+( K)?", _card(driver, "Oldest waiting")), "whole minutes"
+	errors = next(c for c in cards if "ERRORS" in c.text.upper()).find_elements(By_CSS(), ".number")[0]
+	assert "color" not in (
+		errors.get_attribute("style") or ""
+	), "Errors is not painted red, whatever its value"
+
+
+def test_workspace_charts_keep_colours_and_readable_hours(desk):
+	driver, base, shots = desk
+	_workspace(driver, base)
+	wait_for(lambda: len(driver.find_elements(By_CSS(), ".chart-wrapper svg, .chart-container svg")) >= 1,
+		60, what="the messages chart drawn")  # fmt: skip
+	time.sleep(1.5)
+	driver.save_screenshot(os.path.join(shots, "workspace.png"))
+	legend = driver.execute_script(
+		"""const out = {};
+		for (const w of document.querySelectorAll('.widget.dashboard-widget-box')) {
+			if (!w.innerText.includes('Messages per hour')) continue;
+			for (const g of w.querySelectorAll('.chart-legend g, .legend-dataset, .graph-svg-tip')) {
+				const text = (g.textContent || '').trim();
+				const fill = g.querySelector('rect, circle, path');
+				if (text && fill) out[text] = fill.getAttribute('fill');
+			}
+			out.__ticks = [...w.querySelectorAll('.x.axis text, .x-axis text, text.x-axis-label')].map(t => t.textContent);
+			out.__empty = w.innerText.includes('No Data');
+		}
+		return out;"""
+	)
+	ticks = legend.pop("__ticks")
+	legend.pop("__empty")
+	assert (
+		legend.get("Failed", "").lower() == "#dc2626" and legend.get("Processed", "").lower() == "#16a34a"
+	), legend
+	assert {"Pending", "Published", "Processed", "Error", "Failed", "Skipped", "Invalid"} <= set(
+		legend
+	), legend
+	shown = [t for t in ticks if t.strip()]
+	assert shown and not any("…" in t or "..." in t for t in shown), ticks
+	assert all(re.fullmatch(r"\d\d:00", t) for t in shown), ticks
+	lag_empty = driver.execute_script(
+		"""for (const w of document.querySelectorAll('.widget.dashboard-widget-box'))
+			if (w.innerText.includes('Consumer lag by topic')) return w.innerText.includes('No Data');
+		return null;"""
+	)
+	assert lag_empty is True, "no configured topic: the lag chart says so instead of drawing an empty axis"

@@ -279,6 +279,9 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 		}
 		listed = _bench("--site", site, "list-apps")
 		assert "spine" in listed.stdout
+		assert _root_sql(
+			f"SELECT disable_comment_count FROM `{db_name}`.`tabList View Settings` WHERE name = 'Message Log'"
+		) == ((1,),), "the log's list shows no comment counts"
 
 		removed = _bench("--site", site, "uninstall-app", "spine", "--yes", "--no-backup")
 		assert removed.returncode == 0, removed.stderr[-2000:]
@@ -286,7 +289,8 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 		leftovers = _root_sql(
 			f"SELECT name FROM `{db_name}`.`tabDocType` WHERE module='Spine Adapter' "
 			f"UNION SELECT name FROM `{db_name}`.`tabModule Def` WHERE app_name='spine' "
-			f"UNION SELECT doctype FROM `{db_name}`.`tabSingles` WHERE doctype LIKE 'Spine%%'"
+			f"UNION SELECT doctype FROM `{db_name}`.`tabSingles` WHERE doctype LIKE 'Spine%%' "
+			f"UNION SELECT name FROM `{db_name}`.`tabList View Settings` WHERE name = 'Message Log'"
 		)
 		assert leftovers == ()
 		assert "spine" not in _bench("--site", site, "list-apps").stdout

@@ -437,3 +437,23 @@ def test_relay_process_publishes_each_commit_at_once_and_stops_cleanly(
 		code = relay.proc.wait(30)
 	assert code == 0, relay.output()[-2000:]
 	assert "stopped" in relay.output()
+
+
+def test_header_timestamp_is_site_time_with_its_offset(routes, frappe_site):
+	"""Header.Timestamp says the instant unambiguously: ISO 8601 in the site's time zone, offset included."""
+	import datetime
+	from zoneinfo import ZoneInfo
+
+	import frappe
+	from frappe.utils import get_system_timezone
+
+	topic = unique("stamp")
+	routes({"document_type": "ToDo", "topic": topic, "on_insert": 1})
+	todo = frappe.get_doc({"doctype": "ToDo", "description": "when"}).insert()
+	row = outbox(topic=topic)[0]
+	frappe.db.rollback()
+	stamp = datetime.datetime.fromisoformat(json.loads(row.message)["Header"]["Timestamp"])
+	site_zone = ZoneInfo(get_system_timezone())
+	assert stamp.utcoffset() == datetime.datetime.now(site_zone).utcoffset()
+	assert abs((stamp - datetime.datetime.now(datetime.timezone.utc)).total_seconds()) < 60
+	assert todo.name in row.message

@@ -56,7 +56,8 @@ def test_build_has_original_keys_and_spine_additions():
 	assert h["Topic"] == "invoices" and h["DocName"] == "SINV-0001" and h["OriginSite"] == "a.local"
 	assert h["SchemaVersion"] == envelope.SCHEMA_VERSION
 	assert len(h["MessageId"]) == 32 and h["MessageId"] == env.message_id
-	datetime.datetime.fromisoformat(h["Timestamp"])
+	stamp = datetime.datetime.fromisoformat(h["Timestamp"])
+	assert stamp.tzinfo is not None and "T" in h["Timestamp"], "ISO 8601 with the UTC offset"
 
 
 def test_key_and_headers_carry_routing_facts():

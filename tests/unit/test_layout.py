@@ -23,7 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
 	("spine.sync", "spine.rpc"),
 	("spine.consumer",),
 	("spine.desk",),
-	("spine.install", "spine.demo"),
+	("spine.install", "spine.demo", "spine.patches"),
 	("spine.spine_adapter", "spine.hooks", "spine.commands", "spine"),
 ]
 PLAIN = LAYERS[0]

@@ -1,5 +1,8 @@
 frappe.ui.form.on("Message Log", {
 	refresh(frm) {
+		// a log: read-only for everyone, Administrator included; the actions below change what happens next
+		frm.disable_save();
+		frm.set_read_only();
 		const actions = {
 			Inbound: { Error: "retry", Failed: "retry", Processed: "replay", Skipped: "replay" },
 			Outbound: { Failed: "republish", Published: "republish" },

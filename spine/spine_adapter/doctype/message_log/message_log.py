@@ -6,6 +6,14 @@ class MessageLog(Document):
 	# begin: auto-generated types
 	# end: auto-generated types
 
+	def validate(self):
+		# Spine writes Message Log with SQL; a save through Desk or the API would let anyone turn
+		# Failed into Processed by hand. Status changes go through the actions, which note who did what.
+		frappe.throw(
+			"Message Log entries are read-only. Use Retry, Replay or Republish to change what happens next.",
+			title="Read-only log",
+		)
+
 	@frappe.whitelist()
 	def run_action(self, action: str) -> dict:
 		"""Desk button: Retry / Replay / Republish this entry."""

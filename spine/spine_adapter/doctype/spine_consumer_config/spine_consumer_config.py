@@ -2,7 +2,7 @@ import frappe
 from frappe.model.document import Document
 
 from spine.retry import RetryPolicy
-from spine.settings import config_cache, validation
+from spine.settings import broker, config_cache, validation
 
 
 class SpineConsumerConfig(Document):
@@ -21,6 +21,9 @@ class SpineConsumerConfig(Document):
 			RetryPolicy(self.max_attempts, self.retry_backoff_seconds, self.retry_backoff_max_seconds)
 		except ValueError as e:
 			frappe.throw(f"Retries: {e}")
+
+	def onload(self):
+		self.set_onload("broker", broker.describe())
 
 	def clear_cache(self):
 		config_cache.forget_after_commit(config_cache.CONSUMER_ROUTES_KEY)

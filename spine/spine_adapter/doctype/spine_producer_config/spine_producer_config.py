@@ -1,7 +1,7 @@
 import frappe
 from frappe.model.document import Document
 
-from spine.settings import config_cache, validation
+from spine.settings import broker, config_cache, validation
 
 
 class SpineProducerConfig(Document):
@@ -16,6 +16,9 @@ class SpineProducerConfig(Document):
 			if row.event_handler:
 				validation.check_handlers(row, [row.event_handler.strip()])
 		validation.check_unique(self.configs, ("document_type", "topic"), "same DocType and topic")
+
+	def onload(self):
+		self.set_onload("broker", broker.describe())
 
 	def clear_cache(self):
 		config_cache.forget_after_commit(config_cache.PRODUCER_ROUTES_KEY)

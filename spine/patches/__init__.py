@@ -1,0 +1,1 @@
+"""Data patches run by `bench migrate` (listed in patches.txt), oldest first."""
