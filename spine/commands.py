@@ -123,6 +123,35 @@ def spine_backfill(context, doctype: str, filters, batch_size: int, event: str) 
 		click.echo(f"{doctype}: {done:,} documents captured; the relay publishes them now")
 
 
+@click.command("spine-schema")
+@click.argument("doctype", required=False)
+@click.option("--all", "every", is_flag=True, help="every DocType of Spine Producer Config")
+@click.option("--topic", default=None, help="only routes to this topic")
+@click.option("--publish", is_flag=True, help="also put schemas not published yet on spine.schemas")
+@pass_context
+@_friendly_errors
+def spine_schema(context, doctype: str | None, every: bool, topic: str | None, publish: bool) -> None:
+	"""Print the JSON Schema (and version) of what each producer route publishes."""
+	import json
+
+	from spine.desk import schemas
+
+	if not doctype and not every:
+		raise click.UsageError("name a DocType, or pass --all")
+	with _on_site(context):
+		found = schemas.route_schemas(doctype, topic)
+		if not found:
+			raise click.ClickException(
+				f"no enabled Spine Producer Config row{' for ' + doctype if doctype else ''}"
+				f"{' on topic ' + topic if topic else ''}"
+			)
+		click.echo(json.dumps(found, indent=1))
+		if publish:
+			click.echo(
+				f"{schemas.publish(found)} schema(s) written to the outbox for spine.schemas", err=True
+			)
+
+
 @click.command("spine-relay")
 @pass_context
 @_friendly_errors
@@ -269,6 +298,7 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 
 commands = [
 	spine_backfill,
+	spine_schema,
 	spine_relay,
 	eventdispatcher,
 	jsonworker,

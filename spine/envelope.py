@@ -54,6 +54,7 @@ class Envelope:
 	origin_site: str | None = None
 	timestamp: str | None = None
 	schema_version: int = 1
+	payload_schema: str | None = None
 	body: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 	@property
@@ -95,6 +96,7 @@ def build(
 	origin_site: str,
 	message_id: str | None = None,
 	timestamp: datetime.datetime | None = None,
+	payload_schema: str | None = None,
 ) -> Envelope:
 	"""A new Spine envelope for one document event; ``payload`` is usually ``doc.as_dict()``.
 
@@ -115,6 +117,8 @@ def build(
 		"DocName": docname,
 		"OriginSite": origin_site,
 	}
+	if payload_schema:
+		header["PayloadSchema"] = payload_schema  # version of the route's payload schema (spine.schemas)
 	body = {"Header": header, "Payload": body_payload, "Retry": {}}
 	return Envelope(
 		doctype=doctype,
@@ -127,6 +131,7 @@ def build(
 		origin_site=origin_site,
 		timestamp=ts,
 		schema_version=SCHEMA_VERSION,
+		payload_schema=payload_schema,
 		body=body,
 	)
 
@@ -189,7 +194,9 @@ def from_body(body: Mapping[str, Any]) -> Envelope:
 		val = header.get(key)
 		if not isinstance(val, str) or not val.strip():
 			raise MalformedMessage(f"envelope Header.{key} must be a non-empty string (got {val!r:.60})")
-	optional = {k: header.get(k) for k in ("MessageId", "DocName", "Topic", "Origin", "OriginSite")}
+	optional = {
+		k: header.get(k) for k in ("MessageId", "DocName", "Topic", "Origin", "OriginSite", "PayloadSchema")
+	}
 	for key, val in optional.items():
 		if val is not None and not isinstance(val, str):
 			raise MalformedMessage(f"envelope Header.{key} must be a string (got {type(val).__name__})")
@@ -218,6 +225,7 @@ def from_body(body: Mapping[str, Any]) -> Envelope:
 		origin_site=optional["OriginSite"],
 		timestamp=None if timestamp is None else str(timestamp),
 		schema_version=version,
+		payload_schema=optional["PayloadSchema"],
 		body=dict(body),
 	)
 

@@ -23,7 +23,15 @@ _capture = "spine.producer.capture.on_event"
 doc_events = {
 	"*": {
 		event: _capture
-		for event in ("after_insert", "on_update", "on_submit", "on_cancel", "on_trash", "after_rename")
+		for event in (
+			"after_insert",
+			"on_update",
+			"on_update_after_submit",
+			"on_submit",
+			"on_cancel",
+			"on_trash",
+			"after_rename",
+		)  # fmt: skip
 	}
 }
 

@@ -33,10 +33,12 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import compat, logs
+from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
 from spine.errors import HandlerConfigError, PermanentHandlerError
 from spine.handlers import resolve
 from spine.retry import RetryPolicy
+from spine.schema import SCHEMA_DOCTYPE, SCHEMA_TOPIC
 from spine.settings import config_cache
 
 log = logs.logger(__name__)
@@ -177,6 +179,7 @@ class _Route:
 	paths: list[str]
 	handlers: list[Callable[..., Any]]
 	batch: bool = False
+	config: dict[str, Any] | None = None  # the Spine Consumer Config row, as cached
 
 	@property
 	def self_committing(self) -> bool:
@@ -215,7 +218,9 @@ class Batch:
 	ended: _Ended = field(default_factory=_Ended)
 	_savepoints: int = 0
 	_processed: list[int] = field(default_factory=list)  # written in one UPDATE at commit
-	_skipped: dict[str, list[int]] = field(default_factory=dict)  # reason -> rows, likewise
+	_marked: dict[tuple[str, str], list[int]] = field(
+		default_factory=dict
+	)  # (status, reason) -> rows, likewise
 	_routes: dict[tuple, tuple[str | None, _Route | None]] = field(default_factory=dict)
 
 	def run(self, names: list[int], limit: int) -> int:
@@ -237,8 +242,19 @@ class Batch:
 				continue
 			skip_reason, route = self._route(row)
 			if skip_reason:
-				self._skipped.setdefault(skip_reason, []).append(row.name)
+				self._marked.setdefault(("Skipped", skip_reason), []).append(row.name)
 				continue
+			if route.config and (
+				route.config.get("accepted_schemas") or route.config.get("validate_payload")
+			):
+				try:
+					stop = payload_schema.gate(json.loads(row.message), row.topic, route.config)
+				except payload_schema.SchemaNotYetKnown as e:
+					self._record_failure(row, e, str(e))
+					continue
+				if stop:
+					self._marked.setdefault(stop, []).append(row.name)
+					continue
 			if route.self_committing:
 				self._commit()
 				return self.finished + self._run_alone(row, route)
@@ -278,6 +294,8 @@ class Batch:
 		return self._routes[key]
 
 	def _find_route(self, row) -> tuple[str | None, _Route | None]:
+		if row.topic == SCHEMA_TOPIC and row.document_type == SCHEMA_DOCTYPE:
+			return None, _Route(["spine.consumer.payload_schema.receive"], [payload_schema.receive])
 		own_site = row.origin_site in {frappe.local.site, _own_client_id()}
 		if own_site and not self.settings.get("test_mode"):
 			return (
@@ -303,7 +321,7 @@ class Batch:
 				handlers.append(resolve(path, installed))
 			except HandlerConfigError as e:
 				handlers.append(_broken_handler(e))
-		return None, _Route(config["handlers"], handlers, bool(config.get("batch")))
+		return None, _Route(config["handlers"], handlers, bool(config.get("batch")), config)
 
 	def _run_one(self, row, route: _Route) -> tuple[Exception, str] | None:
 		"""Run the handlers for one message inside a savepoint; returns the failure only if a handler
@@ -371,8 +389,8 @@ class Batch:
 		)  # fmt: skip
 		committed = self.ended.committed
 		earlier = self._processed if committed else []  # their effects committed with the handler's commit
-		skipped = self._skipped if committed else {}
-		self._processed, self._skipped = [], {}
+		marked = self._marked if committed else {}
+		self._processed, self._marked = [], {}
 		self.finished = 0 if not committed else self.finished
 		self.ended = _Ended(closing=True)
 		if failure:
@@ -383,8 +401,8 @@ class Batch:
 			earlier = earlier + [r.name for r in rows]
 		if earlier:
 			self._set_status(earlier, "Processed", None)
-		for reason, names in skipped.items():
-			self._set_status(names, "Skipped", reason)
+		for (status, reason), names in marked.items():
+			self._set_status(names, status, reason)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - settle at once: the rows are no longer locked
 		return self.finished
 
@@ -457,9 +475,9 @@ class Batch:
 	def _commit(self) -> None:
 		if self._processed:
 			self._set_status(self._processed, "Processed", None)
-		for reason, names in self._skipped.items():
-			self._set_status(names, "Skipped", reason)
-		self._processed, self._skipped = [], {}
+		for (status, reason), names in self._marked.items():
+			self._set_status(names, status, reason)
+		self._processed, self._marked = [], {}
 		self.ended.closing = True
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the batch's effects and statuses commit together
 

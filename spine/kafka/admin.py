@@ -40,10 +40,14 @@ def create_topics(
 	partitions: int = 3,
 	replication: int = 1,
 	timeout: float = 15,
+	config: dict[str, str] | None = None,
 ) -> dict[str, str | None]:
-	"""Create ``topics``; returns ``{topic: None}`` on success or ``{topic: error text}`` (exists counts as success)."""
+	"""Create ``topics`` (with topic ``config``, e.g. ``{"cleanup.policy": "compact"}``); returns
+	``{topic: None}`` on success or ``{topic: error text}`` (exists counts as success)."""
 	admin = AdminClient(admin_conf)
-	futures = admin.create_topics([NewTopic(t, partitions, replication) for t in sorted(set(topics))])
+	futures = admin.create_topics(
+		[NewTopic(t, partitions, replication, config=config or {}) for t in sorted(set(topics))]
+	)
 	results: dict[str, str | None] = {}
 	for topic, future in futures.items():
 		try:

@@ -12,7 +12,7 @@ from typing import Any
 
 import frappe
 
-from spine.producer import capture
+from spine.producer import capture, shape
 from spine.settings import config_cache
 
 
@@ -47,7 +47,8 @@ def backfill(
 		for name in names:
 			doc = frappe.get_doc(doctype, name)
 			for route in routes:
-				capture.capture(doc, event, route)
+				if shape.matches(doc, route):
+					capture.capture(doc, event, route)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - one batch of outbox rows at a time
 		done += len(names)
 		last = names[-1]

@@ -17,6 +17,7 @@ from frappe.utils import get_system_timezone, now_datetime
 from spine import compat, envelope, logs
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
+from spine.producer import shape
 from spine.settings import config_cache
 
 log = logs.logger(__name__)
@@ -29,6 +30,7 @@ _NEVER_CAPTURED = frozenset(
 		"Spine Producer Handler Mapping",
 		"Spine Consumer Config",
 		"Spine Consumer Handler Mapping",
+		"Spine Payload Schema",
 	}
 )
 _KICK_FLAG = "spine_relay_kick_registered"
@@ -57,7 +59,7 @@ def on_event(doc, method: str, *args: Any) -> None:
 	if not routes:
 		return
 	for route in routes:
-		if method in route["events"]:
+		if shape.wanted(doc, method, route):
 			capture(doc, method, route, args)
 
 
@@ -67,7 +69,8 @@ def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | N
 	The producer handler (if any) decides what is published: it returns the document to
 	publish (changed or not) or None to drop the event. A handler that raises, cannot be
 	imported, or returns something else is logged against the document and the original
-	document is published.
+	document is published. Then the route's field choice applies, and the payload's schema
+	version goes into the envelope (the schema itself ahead of it, the first time).
 	"""
 	payload = _run_handler(doc, event, route.get("handler"))
 	if payload is None:
@@ -78,22 +81,42 @@ def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | N
 			"new_name": args[1],
 			"merge": bool(args[2]) if len(args) > 2 else False,
 		}
+	payload = shape.payload(payload, doc.doctype, route)
+	schema_doc, version = shape.route_schema(doc.doctype, route)
+	announce = shape.schema_to_publish(doc.doctype, route, version, schema_doc)
+	if announce:  # a new shape: its schema goes out first, on the compacted schema topic
+		capture_raw(
+			shape.SCHEMA_DOCTYPE, f"{route['topic']}:{doc.doctype}", "on_update", shape.SCHEMA_TOPIC, announce
+		)
+	return capture_raw(doc.doctype, str(doc.name), event, route["topic"], payload, payload_schema=version)
+
+
+def capture_raw(
+	doctype: str,
+	docname: str,
+	event: str,
+	topic: str,
+	payload: dict[str, Any],
+	payload_schema: str | None = None,
+) -> str:
+	"""Write one Outbound row with ``payload`` as it is, in the current transaction; returns its message id."""
 	env = envelope.build(
-		doctype=doc.doctype,
-		docname=str(doc.name),
+		doctype=doctype,
+		docname=docname,
 		event=event,
-		topic=route["topic"],
+		topic=topic,
 		payload=payload,
 		origin=_origin(),
 		origin_site=frappe.local.site,
 		timestamp=_site_now(),
+		payload_schema=payload_schema,
 	)
 	try:
-		frappe.db.sql(INSERT_SQL, _row_values(doc, event, route, env))
+		frappe.db.sql(INSERT_SQL, _row_values(env))
 	except Exception as e:
 		if frappe.db.is_table_missing(e):
 			frappe.throw(
-				f"Spine cannot store the {event} event of {doc.doctype} {doc.name}: its Message Log table "
+				f"Spine cannot store the {event} event of {doctype} {docname}: its Message Log table "
 				f"is missing. The save was stopped so the event is not lost; run "
 				f"`bench --site {frappe.local.site} migrate` to repair Spine.",
 				title="Spine is not installed completely",
@@ -103,15 +126,15 @@ def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | N
 	return env.message_id
 
 
-def _row_values(doc, event: str, route: dict[str, Any], env: envelope.Envelope) -> dict[str, Any]:
+def _row_values(env: envelope.Envelope) -> dict[str, Any]:
 	return {
 		"now": now_datetime(),
 		"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
 		"message_id": env.message_id,
-		"doctype": doc.doctype,
-		"docname": str(doc.name),
-		"event": event,
-		"topic": route["topic"],
+		"doctype": env.doctype,
+		"docname": env.docname,
+		"event": env.event,
+		"topic": env.topic,
 		"key": env.key,
 		"origin_site": frappe.local.site,
 		"message": envelope.encode(env).decode(),

@@ -14,19 +14,21 @@ import frappe
 
 from spine import compat
 from spine.handlers import split_paths
+from spine.schema import SCHEMA_TOPIC, parse_field_spec
 
 PRODUCER_ROUTES_KEY = "spine:producer_routes"
 CONSUMER_ROUTES_KEY = "spine:consumer_routes"
 
-# Config checkbox -> Frappe doc event it captures.
+# Config checkbox -> Frappe doc events it captures ("update" includes updates after submit).
 EVENT_FIELDS = {
-	"on_insert": "after_insert",
-	"on_update": "on_update",
-	"on_submit": "on_submit",
-	"on_cancel": "on_cancel",
-	"on_trash": "on_trash",
-	"after_rename": "after_rename",
+	"on_insert": ("after_insert",),
+	"on_update": ("on_update", "on_update_after_submit"),
+	"on_submit": ("on_submit",),
+	"on_cancel": ("on_cancel",),
+	"on_trash": ("on_trash",),
+	"after_rename": ("after_rename",),
 }
+BECOMES_TRUE = "When the condition becomes true"
 
 
 def producer_routes() -> dict[str, list[dict[str, Any]]]:
@@ -71,17 +73,32 @@ def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:
 	for row in config.configs:
 		if not row.enabled or not row.document_type or not row.topic:
 			continue
-		events = [event for field, event in EVENT_FIELDS.items() if row.get(field)]
-		if not events:
+		events = [event for field, names in EVENT_FIELDS.items() if row.get(field) for event in names]
+		becomes_true = (
+			bool((row.get("condition") or "").strip()) and row.get("condition_mode") == BECOMES_TRUE
+		)
+		if not events and not becomes_true:
 			continue
 		routes.setdefault(row.document_type, []).append(
 			{
+				"id": row.name,
 				"topic": row.topic.strip(),
 				"handler": (row.event_handler or "").strip() or None,
 				"events": events,
+				"condition": (row.get("condition") or "").strip() or None,
+				"becomes_true": becomes_true,
+				"fields": parse_field_spec(row.get("published_fields")).to_dict(),
 			}
 		)
 	return routes
+
+
+def _topics(routes: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+	"""The configured topics, and spine.schemas when a row checks payloads against their schemas."""
+	wanted = set(routes)
+	if any(c.get("validate_payload") for by_doctype in routes.values() for c in by_doctype.values()):
+		wanted.add(SCHEMA_TOPIC)
+	return sorted(wanted)
 
 
 def _build_consumer_settings() -> dict[str, Any]:
@@ -93,10 +110,13 @@ def _build_consumer_settings() -> dict[str, Any]:
 		routes.setdefault(row.topic.strip(), {})[row.document_type.strip()] = {
 			"handlers": list(dict.fromkeys(split_paths(row.event_handler))),  # each once, in order
 			"batch": bool(row.get("batch_handler")),
-		}
+			"accepted_schemas": [v.strip() for v in (row.get("accepted_schemas") or "").replace("\n", ",").split(",")
+				if v.strip()],
+			"validate_payload": bool(row.get("validate_payload")),
+		}  # fmt: skip
 	return {
 		"routes": routes,
-		"topics": sorted(routes) if config.get("enabled", 1) else [],  # the master switch stops reading only
+		"topics": _topics(routes) if config.get("enabled", 1) else [],  # the master switch stops reading only
 		"max_attempts": config.max_attempts or 5,
 		"retry_backoff_seconds": config.retry_backoff_seconds
 		if config.retry_backoff_seconds is not None

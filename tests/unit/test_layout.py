@@ -16,7 +16,15 @@ PACKAGE = ROOT / "spine"
 
 # Lower layers never import higher ones. Same layer: only within one folder.
 LAYERS: list[tuple[str, ...]] = [
-	("spine.envelope", "spine.errors", "spine.retry", "spine.handlers", "spine.config", "spine.kafka"),
+	(
+		"spine.envelope",
+		"spine.errors",
+		"spine.retry",
+		"spine.handlers",
+		"spine.schema",
+		"spine.config",
+		"spine.kafka",
+	),
 	("spine.compat", "spine.logs"),
 	("spine.settings",),
 	("spine.producer",),

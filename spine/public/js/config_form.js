@@ -15,4 +15,24 @@ if (!window.spine_config_form_registered) {
 			},
 		});
 	}
+	frappe.ui.form.on("Spine Producer Handler Mapping", {
+		show_schema(frm, cdt, cdn) {
+			const row = locals[cdt][cdn];
+			frappe
+				.xcall("spine.desk.schemas.show", {
+					document_type: row.document_type,
+					topic: row.topic,
+					published_fields: row.published_fields,
+				})
+				.then((r) =>
+					frappe.msgprint({
+						title: __("Schema {0} of {1} on {2}", [r.version, row.document_type, row.topic]),
+						message: `<pre style="max-height: 60vh; overflow: auto">${frappe.utils.escape_html(
+							JSON.stringify(r.schema, null, 2)
+						)}</pre>`,
+						wide: true,
+					})
+				);
+		},
+	});
 }

@@ -1,6 +1,7 @@
 import frappe
 from frappe.model.document import Document
 
+from spine.producer import shape
 from spine.settings import broker, config_cache, validation
 
 
@@ -15,6 +16,16 @@ class SpineProducerConfig(Document):
 			validation.check_topic(row)
 			if row.event_handler:
 				validation.check_handlers(row, [row.event_handler.strip()])
+			if problem := shape.check_condition(row.document_type, row.condition):
+				frappe.throw(
+					f"Row {row.idx}: the condition cannot be evaluated on a {row.document_type} ({problem}). "
+					'Write a Python expression using doc, e.g. doc.status == "Open"',
+					title="Invalid condition",
+				)
+			if problem := shape.check_fields(row.document_type, row.published_fields):
+				frappe.throw(
+					f"Row {row.idx}: {problem}; list fields of {row.document_type}", title="Invalid field"
+				)
 		validation.check_unique(self.configs, ("document_type", "topic"), "same DocType and topic")
 
 	def onload(self):

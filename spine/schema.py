@@ -1,0 +1,219 @@
+"""What a producer route publishes, as data: chosen fields, a JSON Schema of the payload, its version,
+and a validator for payloads against such a schema. Plain Python: never imports Frappe.
+
+A route's *field spec* is text, one entry per line or comma: ``status``, ``items`` (a child table,
+every field of its rows) or ``items.item_code`` (a child table, only the fields named). An empty
+spec means every field. ``name``, ``doctype``, ``modified`` and ``docstatus`` are always published
+(and ``name``, ``idx``, ``doctype`` of child rows), so consumers can always tell what they got.
+
+Fields are described to ``build_schema`` as plain dicts (``fieldname``, ``fieldtype``, ``reqd``,
+``options``, and ``fields`` for child tables), which the Frappe side reads from DocType meta.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA_TOPIC = "spine.schemas"  # compacted: the latest schema of each topic and DocType
+SCHEMA_DOCTYPE = "Spine Payload Schema"
+ALWAYS = ("name", "doctype", "modified", "docstatus")
+ALWAYS_IN_ROWS = ("name", "idx", "doctype")
+DRAFT = "https://json-schema.org/draft/2020-12/schema"
+
+_INTEGER = {"Int", "Check", "Long Int"}
+_NUMBER = {"Float", "Currency", "Percent", "Rating", "Duration"}
+_NO_VALUE = {"Section Break", "Column Break", "Tab Break", "HTML", "Button", "Fold", "Heading", "Image"}
+TABLES = {"Table", "Table MultiSelect"}
+
+
+@dataclass(frozen=True)
+class FieldSpec:
+	"""Which fields a route publishes. ``all`` = every field; else ``fields`` and, per child table,
+	``None`` (every field of its rows) or the tuple of child fields."""
+
+	all: bool = True
+	fields: tuple[str, ...] = ()
+	tables: Mapping[str, tuple[str, ...] | None] = field(default_factory=dict)
+
+	def to_dict(self) -> dict[str, Any]:
+		return {"all": self.all, "fields": list(self.fields), "tables": {k: list(v) if v is not None else None
+			for k, v in self.tables.items()}}  # fmt: skip
+
+	@classmethod
+	def from_dict(cls, data: Mapping[str, Any] | None) -> FieldSpec:
+		if not data or data.get("all", True):
+			return cls()
+		return cls(False, tuple(data["fields"]), {k: tuple(v) if v is not None else None
+			for k, v in data["tables"].items()})  # fmt: skip
+
+
+def parse_field_spec(text: str | None) -> FieldSpec:
+	"""The spec written in Desk; empty text means every field."""
+	entries = [e.strip() for line in (text or "").splitlines() for e in line.split(",") if e.strip()]
+	if not entries:
+		return FieldSpec()
+	fields: list[str] = []
+	tables: dict[str, list[str] | None] = {}
+	for entry in entries:
+		table, dot, child = entry.partition(".")
+		if dot:
+			if tables.get(table, []) is not None:
+				tables.setdefault(table, []).append(child)
+			if table not in fields:
+				fields.append(table)
+		else:
+			if entry not in fields:
+				fields.append(entry)
+	return FieldSpec(
+		False,
+		tuple(fields),
+		{t: (tuple(c) if c is not None else None) for t, c in tables.items()},
+	)
+
+
+def select(payload: Mapping[str, Any], spec: FieldSpec, table_fields: Iterable[str] = ()) -> dict[str, Any]:
+	"""``payload`` cut to ``spec``; ``table_fields`` names the fields that hold child rows."""
+	if spec.all:
+		return dict(payload)
+	tables = set(table_fields)
+	out = {k: payload[k] for k in ALWAYS if k in payload}
+	for name in spec.fields:
+		if name not in payload:
+			continue
+		value = payload[name]
+		chosen = spec.tables.get(name)
+		if name in tables and chosen is not None and isinstance(value, list):
+			keep = (*ALWAYS_IN_ROWS, *chosen)
+			value = [{k: row[k] for k in keep if k in row} for row in value if isinstance(row, Mapping)]
+		out[name] = value
+	return out
+
+
+def build_schema(
+	doctype: str, fields: list[Mapping[str, Any]], spec: FieldSpec, topic: str
+) -> dict[str, Any]:
+	"""A JSON Schema (2020-12) of the payload a route publishes; ``fields`` describe the DocType."""
+	by_name = {f["fieldname"]: f for f in fields if f.get("fieldtype") not in _NO_VALUE}
+	wanted = list(by_name) if spec.all else [n for n in spec.fields if n in by_name]
+	properties: dict[str, Any] = {
+		"name": {"type": "string"},
+		"doctype": {"const": doctype},
+		"modified": {"type": "string", "description": "Frappe datetime, site time"},
+		"docstatus": {"type": "integer", "enum": [0, 1, 2]},
+	}
+	required = ["name", "doctype"]
+	for name in wanted:
+		f = by_name[name]
+		if f["fieldtype"] in TABLES:
+			chosen = None if spec.all else spec.tables.get(name)
+			properties[name] = _table_schema(f, chosen)
+		else:
+			properties[name] = _field_schema(f)
+		if f.get("reqd"):
+			required.append(name)
+	return {
+		"$schema": DRAFT,
+		"title": f"{doctype} on {topic}",
+		"type": "object",
+		"properties": properties,
+		"required": sorted(set(required)),
+	}
+
+
+def version(schema: Mapping[str, Any]) -> str:
+	"""A short fingerprint of the published shape: it changes when a field is added, removed, retyped
+	or becomes required, and only then."""
+	shape = json.dumps({"p": schema.get("properties"), "r": schema.get("required")}, sort_keys=True)
+	return hashlib.sha256(shape.encode()).hexdigest()[:12]
+
+
+def _field_schema(f: Mapping[str, Any]) -> dict[str, Any]:
+	kind = f["fieldtype"]
+	if kind in _INTEGER:
+		out: dict[str, Any] = {"type": ["integer", "null"]}
+	elif kind in _NUMBER:
+		out = {"type": ["number", "null"]}
+	elif kind == "Date":
+		out = {"type": ["string", "null"], "format": "date"}
+	elif kind == "Datetime":
+		out = {
+			"type": ["string", "null"],
+			"description": "Frappe datetime: YYYY-MM-DD HH:MM:SS[.ffffff], site time",
+		}
+	elif kind == "JSON":
+		out = {}
+	else:
+		out = {"type": ["string", "null"]}
+	if kind in ("Link", "Dynamic Link") and f.get("options"):
+		out["x-frappe-link"] = f[
+			"options"
+		]  # the name of a document of that DocType (or of the field it names)
+	if kind == "Select" and f.get("options"):
+		out["enum"] = [*[o for o in str(f["options"]).split("\n")], None]
+	out["x-frappe-fieldtype"] = kind
+	return out
+
+
+def _table_schema(f: Mapping[str, Any], chosen: tuple[str, ...] | None) -> dict[str, Any]:
+	child_fields = {c["fieldname"]: c for c in f.get("fields") or () if c.get("fieldtype") not in _NO_VALUE}
+	names = list(child_fields) if chosen is None else [n for n in chosen if n in child_fields]
+	properties = {
+		"name": {"type": "string"},
+		"idx": {"type": "integer"},
+		"doctype": {"const": f.get("options")},
+	}
+	properties.update({n: _field_schema(child_fields[n]) for n in names})
+	return {
+		"type": "array",
+		"x-frappe-child-doctype": f.get("options"),
+		"items": {
+			"type": "object",
+			"properties": properties,
+			"required": sorted({"name", *[n for n in names if child_fields[n].get("reqd")]}),
+		},
+	}
+
+
+def first_error(payload: Any, schema: Mapping[str, Any], path: str = "Payload") -> str | None:
+	"""The first way ``payload`` breaks ``schema`` (the subset ``build_schema`` writes), or None."""
+	if "const" in schema and payload != schema["const"]:
+		return f"{path} must be {schema['const']!r} (got {payload!r:.60})"
+	kinds = schema.get("type")
+	if kinds is not None:
+		allowed = [kinds] if isinstance(kinds, str) else list(kinds)
+		if not any(_is(payload, k) for k in allowed):
+			return f"{path} must be {' or '.join(allowed)} (got {type(payload).__name__})"
+	if "enum" in schema and payload not in schema["enum"]:
+		return f"{path} must be one of {schema['enum'][:10]} (got {payload!r:.60})"
+	if isinstance(payload, dict) and "properties" in schema:
+		for name in schema.get("required", ()):
+			if name not in payload:
+				return f"{path}.{name} is required"
+		for name, sub in schema["properties"].items():
+			if name in payload:
+				error = first_error(payload[name], sub, f"{path}.{name}")
+				if error:
+					return error
+	if isinstance(payload, list) and "items" in schema:
+		for i, item in enumerate(payload):
+			error = first_error(item, schema["items"], f"{path}[{i}]")
+			if error:
+				return error
+	return None
+
+
+def _is(value: Any, kind: str) -> bool:
+	return {
+		"null": value is None,
+		"string": isinstance(value, str),
+		"integer": (isinstance(value, int) and not isinstance(value, bool))
+		or (isinstance(value, float) and value.is_integer()),
+		"number": isinstance(value, int | float) and not isinstance(value, bool),
+		"boolean": isinstance(value, bool),
+		"object": isinstance(value, dict),
+		"array": isinstance(value, list),
+	}.get(kind, True)
