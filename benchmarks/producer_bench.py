@@ -34,10 +34,13 @@ def main() -> None:
 	]
 	saved_enabled = config.enabled
 
-	def route(doctype: str | None, topic: str) -> None:
+	def route(doctype: str | None, topic: str, **extra) -> None:
 		doc = frappe.get_single("Spine Producer Config")
 		doc.enabled = 1
-		doc.set("configs", [{"document_type": doctype, "topic": topic, "on_update": 1}] if doctype else [])
+		doc.set(
+			"configs",
+			[{"document_type": doctype, "topic": topic, "on_update": 1, **extra}] if doctype else [],
+		)
 		doc.save(ignore_permissions=True)
 		frappe.db.commit()
 
@@ -52,7 +55,16 @@ def main() -> None:
 			topic = f"bench-{uuid.uuid4().hex[:6]}"
 			todos = [frappe.get_doc({"doctype": "ToDo", "description": "bench"}).insert() for _ in range(20)]
 			frappe.db.commit()
-			times: dict[str, list[float]] = {"not involved": [], "unconfigured": [], "configured": []}
+			times: dict[str, list[float]] = {
+				"not involved": [], "unconfigured": [], "configured": [], "condition and fields": [],
+			}  # fmt: skip
+			route(
+				"ToDo",
+				topic,
+				condition='doc.status == "Open"',
+				published_fields="description\nstatus\npriority",
+			)
+			shaped_routes = config_cache.producer_routes()
 			route("ToDo", topic)
 			configured_routes = config_cache.producer_routes()
 			route_key = compat.cache().make_key(config_cache.PRODUCER_ROUTES_KEY)
@@ -60,6 +72,7 @@ def main() -> None:
 				"not involved": (without_spine, {}),
 				"unconfigured": (with_spine, {"Note": configured_routes["ToDo"]}),
 				"configured": (with_spine, configured_routes),
+				"condition and fields": (with_spine, shaped_routes),
 			}
 			for i in range(args.saves):
 				for label, (hooks_in_use, routes_in_use) in modes.items():
@@ -118,6 +131,10 @@ def main() -> None:
 		("save+commit, DocType configured (median ms)", f"{ms['configured']['median']:.2f}"),
 		("added per save, unconfigured (median ms)", f"{ms['unconfigured']['median'] - base:+.3f}"),
 		("added per save, configured (median ms)", f"{ms['configured']['median'] - base:+.3f}"),
+		(
+			"added per save, configured with a condition and 3 fields (median ms)",
+			f"{ms['condition and fields']['median'] - base:+.3f}",
+		),  # fmt: skip
 		("ratio configured / not involved", f"{ms['configured']['median'] / base:.2f}"),
 		("capture hook, unconfigured DocType (µs per call)", f"{lookup_us:.2f}"),
 		("relay: rows published / pending", f"{published} / {pending}"),
@@ -132,6 +149,7 @@ def main() -> None:
 			"added_ms_median": {
 				"unconfigured": ms["unconfigured"]["median"] - base,
 				"configured": ms["configured"]["median"] - base,
+				"condition_and_fields": ms["condition and fields"]["median"] - base,
 			},
 			"capture_hook_unconfigured_us": lookup_us,
 			"relay": {

@@ -32,6 +32,8 @@ ROWS = [
 		"s", 10, "max", "pipeline", ("import", "after_commit_seconds", "handled")),
 	("added_per_configured_save_ms", "added per configured save (median)", "ms", 1.5, "max",
 		"producer", ("added_ms_median", "configured")),
+	("added_per_shaped_save_ms", "added per configured save with a condition and chosen fields (median)", "ms",
+		1.5, "max", "producer", ("added_ms_median", "condition_and_fields")),
 	("capture_hook_unconfigured_us", "capture hook, unconfigured DocType", "µs", 10, "max",
 		"producer", ("capture_hook_unconfigured_us",)),
 	("dispatcher_memory_peak_ratio", "eventdispatcher peak RSS / RSS after the first 10,000 messages", "×", 1.10,
