@@ -21,6 +21,7 @@ if str(ROOT) not in sys.path:
 
 BENCH = os.environ.get("SPINE_BENCH")
 SITE = os.environ.get("SPINE_SITE")
+SITE2 = os.environ.get("SPINE_SITE2")  # a second site of the same bench, for sync and request/reply
 
 
 def _bench_unavailable_reason() -> str | None:
@@ -95,6 +96,18 @@ def redis_url():
 	conn.flushdb()
 	yield url
 	conn.flushdb()
+
+
+@pytest.fixture(scope="session")
+def second_site(frappe_site):
+	"""The second site (SPINE_SITE2) of the bench, for tests between two sites; skipped without one."""
+	if not SITE2:
+		pytest.skip(
+			"needs a second site with Spine on the bench: set SPINE_SITE2=<site> (sync, request/reply)"
+		)
+	if SITE2 == SITE:
+		pytest.fail("SPINE_SITE2 must name another site than SPINE_SITE")
+	return SITE2
 
 
 @pytest.fixture(scope="session")

@@ -40,6 +40,8 @@ from spine.handlers import resolve
 from spine.retry import RetryPolicy
 from spine.schema import SCHEMA_DOCTYPE, SCHEMA_TOPIC
 from spine.settings import config_cache
+from spine.sync import apply as sync_apply
+from spine.sync import rules as sync_rules
 
 log = logs.logger(__name__)
 
@@ -53,7 +55,6 @@ JOB_RUN_SECONDS = 10.0
 PARALLEL_JOBS = 2  # processing jobs that may wait in the jsonworkers' queue at once
 _QUEUED_KEY = "spine:processor:queued"
 _JOB = "spine.consumer.processor.run_job"
-_UNFINISHED = ("Pending", "Processing", "Error")
 
 # Due rows not held back by an earlier row of their document that waits for a retry, so LIMIT
 # never fills up with rows that cannot run (rows another processor holds are left out later, by
@@ -66,7 +67,7 @@ _NOT_HELD_BACK = """
 	AND NOT EXISTS (
 		SELECT 1 FROM `tabMessage Log` e FORCE INDEX (kafka_key_status_index)
 		WHERE e.kafka_key = m.kafka_key AND e.direction = 'Inbound' AND e.topic = m.topic
-			AND e.status = 'Error' AND e.next_attempt_at > %(now)s
+			AND e.status IN ('Error', 'Waiting') AND e.next_attempt_at > %(now)s
 			AND (e.kafka_partition, e.kafka_offset) < (m.kafka_partition, m.kafka_offset))
 """
 _CANDIDATES_SQL = f"""
@@ -75,14 +76,14 @@ _CANDIDATES_SQL = f"""
 	ORDER BY m.name LIMIT %(limit)s)
 	UNION ALL
 	(SELECT m.name FROM `tabMessage Log` m
-	WHERE m.direction = 'Inbound' AND m.status = 'Error' AND m.next_attempt_at <= %(now)s {_NOT_HELD_BACK}
+	WHERE m.direction = 'Inbound' AND m.status IN ('Error', 'Waiting') AND m.next_attempt_at <= %(now)s {_NOT_HELD_BACK}
 	ORDER BY m.name LIMIT %(limit)s)
 """
 _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
 		origin_site, attempts, message
 	FROM `tabMessage Log`
-	WHERE name IN %(names)s AND direction = 'Inbound' AND status IN ('Pending', 'Error')
+	WHERE name IN %(names)s AND direction = 'Inbound' AND status IN ('Pending', 'Error', 'Waiting')
 		AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
 	ORDER BY name LIMIT %(limit)s
 	FOR UPDATE SKIP LOCKED
@@ -92,7 +93,7 @@ _LOCK_SQL = """
 # offset order within a document).
 _FIRST_FOREIGN_SQL = """
 	SELECT topic, kafka_key, MIN(name) AS first FROM `tabMessage Log`
-	WHERE direction = 'Inbound' AND kafka_key IN %(keys)s AND status IN ('Pending', 'Processing', 'Error')
+	WHERE direction = 'Inbound' AND kafka_key IN %(keys)s AND status IN ('Pending', 'Processing', 'Error', 'Waiting')
 		AND name < %(last)s AND name NOT IN %(mine)s
 	GROUP BY topic, kafka_key
 """
@@ -180,6 +181,7 @@ class _Route:
 	handlers: list[Callable[..., Any]]
 	batch: bool = False
 	config: dict[str, Any] | None = None  # the Spine Consumer Config row, as cached
+	sync_rule: dict[str, Any] | None = None  # a Spine Sync Rule, applied before the handlers
 
 	@property
 	def self_committing(self) -> bool:
@@ -218,9 +220,11 @@ class Batch:
 	ended: _Ended = field(default_factory=_Ended)
 	_savepoints: int = 0
 	_processed: list[int] = field(default_factory=list)  # written in one UPDATE at commit
-	_marked: dict[tuple[str, str], list[int]] = field(
+	# (status, reason) -> rows, written like _processed
+	_marked: dict[tuple[str, str], list[int]] = field(default_factory=dict)
+	_notes: dict[int, str] = field(
 		default_factory=dict
-	)  # (status, reason) -> rows, likewise
+	)  # row -> a line for its attempt history (sync outcome)
 	_routes: dict[tuple, tuple[str | None, _Route | None]] = field(default_factory=dict)
 
 	def run(self, names: list[int], limit: int) -> int:
@@ -304,6 +308,9 @@ class Batch:
 				None,
 			)
 		config = self.settings["routes"].get(row.topic, {}).get(row.document_type)
+		rule = sync_rules.for_message(self.settings, row.topic, row.document_type)
+		if not config and rule:
+			return None, _Route([], [], sync_rule=rule)
 		if not config:
 			unknown = (
 				""
@@ -321,16 +328,30 @@ class Batch:
 				handlers.append(resolve(path, installed))
 			except HandlerConfigError as e:
 				handlers.append(_broken_handler(e))
-		return None, _Route(config["handlers"], handlers, bool(config.get("batch")), config)
+		# a sync rule applies message by message: with one, the row's handlers get messages one by one too
+		batch = bool(config.get("batch")) and not rule
+		return None, _Route(config["handlers"], handlers, batch, config, sync_rule=rule)
 
 	def _run_one(self, row, route: _Route) -> tuple[Exception, str] | None:
-		"""Run the handlers for one message inside a savepoint; returns the failure only if a handler
-		also ended the transaction (then nothing is recorded yet)."""
+		"""Run the sync rule and the handlers for one message inside a savepoint; returns the failure
+		only if a handler also ended the transaction (then nothing is recorded yet)."""
 		body = json.loads(row.message)
 		savepoint = self._savepoint()
 		try:
+			if route.sync_rule:
+				try:
+					self._notes[row.name] = sync_apply.apply(body, route.sync_rule, row.message_id)
+				except sync_apply.SyncSkipped as e:
+					if not route.handlers:
+						self._marked.setdefault(("Skipped", f"sync: {e.reason}"), []).append(row.name)
+						return None
+					self._notes[row.name] = f"sync: skipped ({e.reason})"
 			for handler in route.handlers:
-				handler(body)
+				handler(body if not route.batch else [body])
+		except sync_apply.SyncWaiting as e:
+			frappe.db.rollback(save_point=savepoint)
+			self._record_waiting(row, e)
+			return None
 		except Exception as e:
 			if self.ended.ended:
 				return e, frappe.get_traceback()
@@ -338,6 +359,8 @@ class Batch:
 			frappe.db.rollback(save_point=savepoint)  # undo this message's effects only
 			self._record_failure(row, e, tb)
 			return None
+		finally:
+			frappe.flags.spine_synced_docs = None
 		if not self.ended.ended:
 			self._processed.append(row.name)
 		return None
@@ -445,6 +468,38 @@ class Batch:
 		)
 		self.finished += len(names)
 
+	def _write_notes(self) -> None:
+		stamp = f"{now_datetime():%Y-%m-%d %H:%M:%S}"
+		for name, note in self._notes.items():
+			frappe.db.sql(
+				"UPDATE `tabMessage Log` SET attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s",
+				(f"{stamp} {note}", name),
+			)
+		self._notes = {}
+
+	def _record_waiting(self, row, waiting: sync_apply.SyncWaiting) -> None:
+		"""The message needs a document that is not here yet: it waits (holding back later messages of
+		its document), is tried again when that document arrives or on the retry schedule, and is
+		marked Failed if it is still waiting after the last attempt."""
+		attempts = (row.attempts or 0) + 1
+		now = now_datetime()
+		if not self.policy.should_retry(attempts):
+			self._record_failure(
+				row, PermanentHandlerError(f"{waiting} (still, after {attempts} attempts)"), str(waiting)
+			)
+			return
+		next_at = self.policy.next_attempt_at(attempts, now)
+		frappe.db.sql(
+			"""UPDATE `tabMessage Log` SET status = 'Waiting', waiting_for = %s, attempts = %s, next_attempt_at = %s,
+			last_error = %s, attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
+			WHERE name = %s""",
+			(waiting.waiting_for, attempts, next_at, str(waiting),
+				f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {waiting}; tried again when it arrives or at {next_at:%H:%M:%S}",
+				now, row.name),
+		)  # fmt: skip
+		self.finished += 1
+		self.blocked_keys.add((row.topic, row.kafka_key))
+
 	def _record_failure(self, row, error: Exception, tb: str) -> None:
 		attempts = (row.attempts or 0) + 1
 		now = now_datetime()
@@ -462,7 +517,7 @@ class Batch:
 		frappe.db.sql(
 			"""UPDATE `tabMessage Log` SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,
 			attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
-			WHERE name = %s AND status IN ('Pending', 'Error')""",
+			WHERE name = %s AND status IN ('Pending', 'Error', 'Waiting')""",
 			(status, attempts, next_at, tb, line, now, row.name),
 		)
 		self.finished += 1
@@ -477,6 +532,7 @@ class Batch:
 			self._set_status(self._processed, "Processed", None)
 		for (status, reason), names in self._marked.items():
 			self._set_status(names, status, reason)
+		self._write_notes()
 		self._processed, self._marked = [], {}
 		self.ended.closing = True
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the batch's effects and statuses commit together

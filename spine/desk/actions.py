@@ -14,7 +14,7 @@ from spine.producer import capture
 
 # action -> (direction, statuses it applies to)
 ACTIONS = {
-	"retry": ("Inbound", ("Error", "Failed")),
+	"retry": ("Inbound", ("Error", "Waiting", "Failed")),
 	"replay": ("Inbound", ("Processed", "Skipped")),
 	"republish": ("Outbound", ("Failed", "Published")),
 }

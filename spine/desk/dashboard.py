@@ -10,7 +10,7 @@ from frappe.utils import now_datetime
 
 # Every status always gets its dataset, in this order, so each keeps one colour (the chart's
 # custom_options list the colours in the same order): Failed is always red, Processed green.
-STATUSES = ("Pending", "Published", "Processed", "Error", "Failed", "Skipped", "Invalid")
+STATUSES = ("Pending", "Published", "Processed", "Waiting", "Error", "Failed", "Skipped", "Invalid")
 
 
 @frappe.whitelist()
@@ -35,7 +35,7 @@ def oldest_pending_minutes(filters: Any = None) -> dict[str, Any]:
 	frappe.only_for("System Manager")
 	oldest = frappe.db.sql(
 		"""SELECT MIN(creation) FROM `tabMessage Log` WHERE (direction = 'Outbound' AND status = 'Pending')
-		OR (direction = 'Inbound' AND status IN ('Pending', 'Error'))"""
+		OR (direction = 'Inbound' AND status IN ('Pending', 'Waiting', 'Error'))"""
 	)[0][0]
 	minutes = int((now_datetime() - oldest).total_seconds() // 60) if oldest else 0
 	return {"value": minutes, "fieldtype": "Int"}

@@ -38,7 +38,7 @@ def collect(max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS, with_lag: bool = Tru
 		"time": str(now),
 		"outbox_backlog": counts["Outbound"].get("Pending", 0),
 		"oldest_pending_outbound_seconds": oldest("Outbound", ("Pending",)),
-		"oldest_pending_inbound_seconds": oldest("Inbound", ("Pending", "Error")),
+		"oldest_pending_inbound_seconds": oldest("Inbound", ("Pending", "Waiting", "Error")),
 		"counts": counts,
 		"consumer_lag": None,
 		"max_age_seconds": max_age_seconds,

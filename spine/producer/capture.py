@@ -49,6 +49,8 @@ def on_event(doc, method: str, *args: Any) -> None:
 	"""``doc_events["*"]`` entry: cheap for unconfigured DocTypes (one dict lookup)."""
 	if doc.doctype in _NEVER_CAPTURED or frappe.flags.in_install or frappe.flags.in_uninstall:
 		return  # app installs and uninstalls are not business events (and Spine's tables may be gone)
+	if doc.flags.spine_synced or (doc.doctype, doc.name) in (frappe.flags.spine_synced_docs or ()):
+		return  # applied here by a sync rule from another site: not published back (no ping-pong)
 	try:
 		routes = config_cache.producer_routes().get(doc.doctype)
 	except Exception:

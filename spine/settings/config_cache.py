@@ -101,6 +101,27 @@ def _topics(routes: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
 	return sorted(wanted)
 
 
+def _sync_rules() -> dict[str, dict[str, dict[str, Any]]]:
+	"""Enabled Spine Sync Rules as ``{topic: {source DocType: rule}}``, field map rows included."""
+	if not frappe.db.table_exists("Spine Sync Rule"):  # before the first migrate of this version
+		return {}
+	rules = frappe.get_all("Spine Sync Rule", filters={"enabled": 1}, fields=["*"], order_by="creation")
+	fields = frappe.get_all(
+		"Spine Sync Field", filters={"parent": ("in", [r.name for r in rules]) if rules else ("=", "")},
+		fields=["parent", "source_field", "local_field", "skip", "constant"], order_by="idx",
+	)  # fmt: skip
+	by_topic: dict[str, dict[str, dict[str, Any]]] = {}
+	for rule in rules:
+		row = {k: rule.get(k) for k in (
+			"name", "topic", "source_doctype", "local_doctype", "find_by", "match_fields", "create_missing",
+			"follow_submit", "on_delete", "skip_older", "mapping", "ignore_links", "clear_links",
+		)}  # fmt: skip
+		row["local_doctype"] = row["local_doctype"] or row["source_doctype"]
+		row["field_map"] = [dict(f) for f in fields if f.parent == rule.name]
+		by_topic.setdefault(rule.topic.strip(), {}).setdefault(rule.source_doctype.strip(), row)
+	return by_topic
+
+
 def _build_consumer_settings() -> dict[str, Any]:
 	config = frappe.get_single("Spine Consumer Config")
 	routes: dict[str, dict[str, dict[str, Any]]] = {}
@@ -114,9 +135,13 @@ def _build_consumer_settings() -> dict[str, Any]:
 				if v.strip()],
 			"validate_payload": bool(row.get("validate_payload")),
 		}  # fmt: skip
+	sync_rules = _sync_rules()
 	return {
 		"routes": routes,
-		"topics": _topics(routes) if config.get("enabled", 1) else [],  # the master switch stops reading only
+		"sync_rules": sync_rules,
+		"topics": sorted({*_topics(routes), *sync_rules})
+		if config.get("enabled", 1)
+		else [],  # the master switch stops reading only
 		"max_attempts": config.max_attempts or 5,
 		"retry_backoff_seconds": config.retry_backoff_seconds
 		if config.retry_backoff_seconds is not None

@@ -286,3 +286,66 @@ class Pipeline:
 		return (
 			f"--- dispatcher\n{self.dispatcher.output()[-3000:]}\n--- worker\n{self.worker.output()[-3000:]}"
 		)
+
+
+@contextmanager
+def on_site(site: str):
+	"""Work on ``site`` inside the block (this process's Frappe context switches), then back."""
+	import frappe
+
+	home = frappe.local.site
+	sites_path = frappe.local.sites_path
+	frappe.db.commit()
+	frappe.destroy()
+	frappe.init(site=site, sites_path=sites_path)
+	frappe.connect()
+	frappe.set_user("Administrator")
+	try:
+		yield
+	finally:
+		frappe.db.commit()
+		frappe.destroy()
+		frappe.init(site=home, sites_path=sites_path)
+		frappe.connect()
+		frappe.set_user("Administrator")
+
+
+class Courier:
+	"""Carries messages of ``topics`` from Kafka into the current site's Message Log and handles them,
+	in this process: the dispatcher's and jsonworker's job without their processes (those are tested
+	on their own), so tests between two sites can say exactly when a site receives."""
+
+	def __init__(self, bootstrap: str, topics: list[str]):
+		from confluent_kafka import Consumer
+
+		self.consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": unique("courier"),
+			"auto.offset.reset": "earliest", "enable.auto.commit": False,
+			"topic.metadata.refresh.interval.ms": 1000})  # fmt: skip
+		self.consumer.subscribe(topics)
+		self.delivered = 0
+
+	def deliver(self, expect: int | None = None, timeout: float = 30, quiet: float = 1.5) -> int:
+		"""Store and handle what arrives (at least ``expect`` messages, then until ``quiet`` s pass
+		without one); returns how many messages were delivered."""
+		import frappe
+
+		from spine.consumer import intake, processor
+		from spine.kafka.poll_loop import to_record
+
+		got, deadline, last = [], time.monotonic() + timeout, time.monotonic()
+		while time.monotonic() < deadline:
+			batch = [m for m in self.consumer.consume(500, 0.3) if m.error() is None]
+			if batch:
+				got += batch
+				last = time.monotonic()
+			elif (expect is None or len(got) >= expect) and time.monotonic() - last > quiet:
+				break
+		if got:
+			intake.store([to_record(m) for m in got])
+			frappe.db.commit()
+			processor.process(max_seconds=60)
+		self.delivered += len(got)
+		return len(got)
+
+	def close(self) -> None:
+		self.consumer.close()

@@ -4,7 +4,7 @@ frappe.ui.form.on("Message Log", {
 		frm.disable_save();
 		frm.set_read_only();
 		const actions = {
-			Inbound: { Error: "retry", Failed: "retry", Processed: "replay", Skipped: "replay" },
+			Inbound: { Error: "retry", Waiting: "retry", Failed: "retry", Processed: "replay", Skipped: "replay" },
 			Outbound: { Failed: "republish", Published: "republish" },
 		};
 		const action = (actions[frm.doc.direction] || {})[frm.doc.status];

@@ -43,5 +43,7 @@ def on_doctype_update():
 	)
 	# per-document order: is there an earlier unfinished entry with this key?
 	frappe.db.add_index("Message Log", ["kafka_key", "status"])
+	# sync: wake the entries waiting for a document when it arrives
+	frappe.db.add_index("Message Log", ["waiting_for", "status"])
 	# retention purge and the "last hour" cards: WHERE status IN (...) AND modified < cutoff
 	frappe.db.add_index("Message Log", ["status", "modified"])

@@ -4,6 +4,7 @@ const SPINE_STATUS_COLOURS = {
 	Processing: "blue",
 	Published: "green",
 	Processed: "green",
+	Waiting: "blue",
 	Error: "red",
 	Failed: "red",
 	Skipped: "gray",

@@ -1,0 +1,35 @@
+import frappe
+from frappe.model.document import Document
+
+from spine.sync import rules
+
+
+class SpineSyncRule(Document):
+	# begin: auto-generated types
+	# end: auto-generated types
+
+	def validate(self):
+		for problem in rules.problems(self.as_dict()):
+			frappe.throw(problem, title="Sync rule cannot work")
+
+	def on_change(self):
+		rules.forget_after_commit()
+
+	def on_trash(self):
+		rules.forget_after_commit()
+
+	@frappe.whitelist()
+	def preview(self, message_log: int) -> dict:
+		"""Desk: what this rule would do with a stored message, without saving anything."""
+		frappe.only_for("System Manager")
+		from spine.sync import apply
+
+		return apply.preview(self.as_dict(), int(message_log))
+
+	@frappe.whitelist()
+	def request_initial_sync(self) -> dict:
+		"""Desk: ask the producing sites to publish their existing documents of the source DocType."""
+		frappe.only_for("System Manager")
+		from spine.sync import initial
+
+		return initial.request(self.as_dict())

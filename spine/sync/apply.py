@@ -1,0 +1,381 @@
+"""Apply a received document message to the local document, as a Spine Sync Rule says.
+
+``plan`` decides without writing (what preview shows): find the local document, map fields, child
+tables and links, and choose the action. ``apply`` carries it out inside the processor's
+transaction, records the Spine Document Map entry and wakes messages waiting for this document.
+
+Outcomes the processor acts on: ``SyncSkipped`` (nothing to do, with the reason), ``SyncWaiting``
+(a linked document is not here yet: retried when it arrives), ``SyncFailed`` (Frappe refused the
+document, e.g. a mandatory field: not retried until the rule or data is fixed).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+from spine.errors import PermanentHandlerError, SpineError
+from spine.schema import TABLES
+from spine.sync import document_map
+from spine.sync.rules import split
+
+# Never copied from the source: Frappe's own bookkeeping, and what only this site decides.
+_NOT_COPIED = frozenset({
+	"name", "owner", "creation", "modified", "modified_by", "docstatus", "idx", "parent", "parentfield",
+	"parenttype", "amended_from", "naming_series", "_user_tags", "_comments", "_assign", "_liked_by", "_seen",
+	"doctype", "__last_sync_on", "rename_meta",
+})  # fmt: skip
+_LINKS = ("Link", "Dynamic Link")
+_UPSERT = frozenset({"after_insert", "on_update", "on_update_after_submit"})
+
+
+class SyncSkipped(SpineError):
+	"""The message changes nothing here; ``reason`` says why."""
+
+	def __init__(self, reason: str):
+		super().__init__(reason)
+		self.reason = reason
+
+
+class SyncWaiting(SpineError):
+	"""A document the message links to is not here yet (``waiting_for`` = ``DocType:name``)."""
+
+	def __init__(self, waiting_for: str, reason: str):
+		super().__init__(reason)
+		self.waiting_for = waiting_for
+
+
+class SyncFailed(PermanentHandlerError):
+	"""Frappe refused the mapped document; the message says why and what was mapped."""
+
+
+@dataclass
+class Plan:
+	action: str  # create, update, submit, cancel, delete, rename
+	local_doctype: str
+	local_name: str | None
+	remote_name: str
+	origin: str
+	values: dict[str, Any] = field(default_factory=dict)
+	tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+	ignore_links: bool = False
+	new_name: str | None = None  # rename
+	changes: list[tuple[str, Any, Any]] = field(default_factory=list)
+
+	def summary(self) -> str:
+		target = f"{self.local_doctype} {self.local_name or '(new)'}"
+		return f"sync: {self.action} {target}" + (
+			f" ({len(self.changes)} field changes)" if self.changes else ""
+		)
+
+
+def apply(message: dict[str, Any], rule: dict[str, Any], message_id: str | None = None) -> str:
+	"""Carry out what ``rule`` says for ``message``; returns one line for the attempt history."""
+	plan = make_plan(message, rule)
+	try:
+		local = _execute(plan, message, rule)
+	except SpineError:
+		raise
+	except frappe.ValidationError as e:
+		raise SyncFailed(
+			f"{plan.local_doctype} {plan.local_name or '(new)'} was refused: {frappe.utils.strip_html(str(e))}. "
+			f"Mapped values: {json.dumps(plan.values, default=str)[:1500]}"
+		) from None
+	if plan.action == "delete":
+		document_map.forget(plan.origin, plan.local_doctype, plan.remote_name)
+	else:
+		remote = plan.new_name or plan.remote_name
+		document_map.remember(plan.origin, plan.local_doctype, remote, local,
+			(message.get("Payload") or {}).get("modified"), message_id, rule.get("name"))  # fmt: skip
+		_wake(plan.local_doctype, {remote, local})
+	frappe.flags.spine_synced_docs = None
+	return plan.summary()
+
+
+def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
+	"""What applying ``message`` would do; raises ``SyncSkipped`` or ``SyncWaiting``. Writes nothing."""
+	header, payload = message.get("Header") or {}, message.get("Payload") or {}
+	event = header.get("Event")
+	origin = header.get("OriginSite") or header.get("Origin") or "unknown"
+	remote = header.get("DocName") or payload.get("name")
+	local_doctype = rule.get("local_doctype") or rule["source_doctype"]
+	if not remote:
+		raise SyncSkipped("the message names no document (no Header.DocName or Payload.name)")
+	meta = frappe.get_meta(local_doctype)
+	entry = document_map.get(origin, local_doctype, remote)
+	_skip_if_not_newer(entry, payload, message, rule)
+
+	if event == "after_rename":
+		return _rename_plan(payload, rule, origin, remote, local_doctype, entry)
+	values, tables, ignore_flag = _mapped(payload, rule, meta, origin)
+	local = _find_local(rule, origin, remote, local_doctype, values, entry)
+	base = {"local_doctype": local_doctype, "local_name": local, "remote_name": remote, "origin": origin}
+	if event == "on_trash":
+		if rule.get("on_delete") != "Delete here":
+			raise SyncSkipped("the source was deleted; the rule says to keep the document here")
+		if not local:
+			raise SyncSkipped(f"the source was deleted; {local_doctype} {remote} is not here")
+		return Plan("delete", **base)
+	if event == "on_cancel":
+		if not rule.get("follow_submit"):
+			raise SyncSkipped("the source was cancelled; the rule does not follow submit and cancel")
+		if not local or frappe.db.get_value(local_doctype, local, "docstatus") != 1:
+			raise SyncSkipped(
+				f"the source was cancelled; {local_doctype} {local or remote} is not submitted here"
+			)
+		return Plan("cancel", **base)
+	if event not in _UPSERT and event != "on_submit":
+		raise SyncSkipped(f"event {event!r} is not one a sync rule applies")
+	if not local and not rule.get("create_missing"):
+		raise SyncSkipped(
+			f"{local_doctype} {remote} is not here and the rule only updates existing documents"
+		)
+	if payload.get("amended_from"):
+		values["amended_from"] = (
+			document_map.local_name(origin, local_doctype, payload["amended_from"]) or payload["amended_from"]
+		)
+	action = "create" if not local else "update"
+	if event == "on_submit" and rule.get("follow_submit"):
+		action = "submit"
+	plan = Plan(action, values=values, tables=tables, ignore_links=ignore_flag, **base)
+	if local:
+		current = frappe.get_doc(local_doctype, local)
+		if current.docstatus == 1:  # submitted here: only what may change after submit
+			plan.values = {
+				k: v for k, v in values.items() if (df := meta.get_field(k)) and df.allow_on_submit
+			}
+			plan.tables = {}
+			plan.action = "update"
+		elif current.docstatus == 2:
+			raise SyncSkipped(f"{local_doctype} {local} is cancelled here; changes no longer apply")
+		plan.changes = [(k, current.get(k), v) for k, v in plan.values.items() if current.get(k) != v]
+	else:
+		plan.changes = [(k, None, v) for k, v in values.items() if v not in (None, "")]
+	return plan
+
+
+def preview(rule: dict[str, Any], message_log: int) -> dict[str, Any]:
+	"""What ``rule`` would do with a stored Message Log entry: action, target, field changes, or why not."""
+	row = frappe.db.get_value("Message Log", message_log, ["message", "topic", "document_type"], as_dict=True)
+	if not row:
+		frappe.throw(f"Message Log {message_log} does not exist")
+	message = json.loads(row.message)
+	try:
+		plan = make_plan(message, rule)
+	except SyncSkipped as e:
+		return {"action": "skip", "reason": e.reason}
+	except SyncWaiting as e:
+		return {"action": "wait", "reason": str(e), "waiting_for": e.waiting_for}
+	return {
+		"action": plan.action,
+		"local_doctype": plan.local_doctype,
+		"local_name": plan.local_name,
+		"changes": [[k, _shown(old), _shown(new)] for k, old, new in plan.changes],
+		"tables": {k: len(v) for k, v in plan.tables.items()},
+	}
+
+
+def _skip_if_not_newer(entry, payload: dict[str, Any], message: dict[str, Any], rule: dict[str, Any]) -> None:
+	if not entry or not rule.get("skip_older"):
+		return
+	message_id = (message.get("Header") or {}).get("MessageId")
+	if message_id and message_id == entry.last_message_id:
+		raise SyncSkipped(f"message {message_id} was applied already (a redelivery or replay)")
+	applied, incoming = entry.source_modified, payload.get("modified")
+	if applied and incoming and str(incoming) < str(applied):
+		raise SyncSkipped(
+			f"older than what was applied: source modified {incoming} < {applied} already applied here"
+		)
+
+
+def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, entry) -> Plan:
+	meta = payload.get("rename_meta") or {}
+	old, new = meta.get("old_name"), meta.get("new_name") or remote
+	if not old:
+		raise SyncSkipped("a rename message without rename_meta.old_name")
+	local = (
+		document_map.local_name(origin, local_doctype, old) if rule.get("find_by") != "Same name" else None
+	) or (old if frappe.db.exists(local_doctype, old) else None)
+	if not local:
+		raise SyncSkipped(f"the source renamed {old} to {new}; {local_doctype} {old} is not here")
+	plan = Plan("rename", local_doctype, local, old, origin, new_name=new)
+	plan.changes = [("name", local, new if rule.get("find_by") == "Same name" else local)]
+	return plan
+
+
+def _mapped(payload: dict[str, Any], rule: dict[str, Any], meta, origin: str):
+	"""(values, child tables, whether link validation must be relaxed) for the local DocType."""
+	values: dict[str, Any] = {}
+	tables: dict[str, list[dict[str, Any]]] = {}
+	skipped = set()
+	if rule.get("mapping") != "Only mapped fields":
+		for df in meta.fields:
+			if df.fieldname in payload and df.fieldname not in _NOT_COPIED and df.fieldtype not in TABLES:
+				values[df.fieldname] = payload[df.fieldname]
+		for df in meta.get_table_fields():
+			if isinstance(payload.get(df.fieldname), list):
+				tables[df.fieldname] = payload[df.fieldname]
+	for row in rule.get("field_map") or []:
+		target, source = row.get("local_field"), row.get("source_field")
+		if row.get("skip"):
+			values.pop(target, None)
+			tables.pop(target, None)
+			skipped.add(target)
+			continue
+		given = payload.get(source) if source else None
+		df = meta.get_field(target)
+		if df and df.fieldtype in TABLES:
+			if isinstance(given, list):
+				tables[target] = given
+		elif given not in (None, ""):
+			values[target] = given
+		elif row.get("constant") not in (None, ""):
+			values[target] = row["constant"]
+	tables = {
+		name: [_child_values(meta, name, r) for r in rows if isinstance(r, dict)]
+		for name, rows in tables.items()
+	}
+	ignore_flag = _resolve_links(meta, values, tables, rule, origin)
+	return values, tables, ignore_flag
+
+
+def _child_values(meta, table: str, row: dict[str, Any]) -> dict[str, Any]:
+	child = frappe.get_meta(meta.get_field(table).options)
+	return {df.fieldname: row[df.fieldname] for df in child.fields
+		if df.fieldname in row and df.fieldname not in _NOT_COPIED and df.fieldtype not in TABLES}  # fmt: skip
+
+
+def _resolve_links(meta, values, tables, rule, origin: str) -> bool:
+	"""Point links at the local documents; raise SyncWaiting for one that is not here. Returns whether
+	link validation must be relaxed (a link the rule writes even though its document is missing)."""
+	ignore, clear = set(split(rule.get("ignore_links"))), set(split(rule.get("clear_links")))
+	relaxed = False
+
+	def fix(doc_meta, data: dict[str, Any], where: str) -> None:
+		nonlocal relaxed
+		for df in doc_meta.fields:
+			if df.fieldtype not in _LINKS or not data.get(df.fieldname):
+				continue
+			target = df.options if df.fieldtype == "Link" else data.get(df.options)
+			if not target or target == "DocType" or not frappe.db.exists("DocType", target):
+				continue
+			value = data[df.fieldname]
+			local = document_map.local_name(origin, target, value) or value
+			data[df.fieldname] = local
+			if frappe.db.exists(target, local):
+				continue
+			if df.fieldname in clear:
+				data[df.fieldname] = None
+			elif df.fieldname in ignore:
+				relaxed = True
+			else:
+				raise SyncWaiting(
+					f"{target}:{value}",
+					f"waiting for {target} {value} (linked from {where}{df.fieldname}): it is not on this site yet",
+				)
+
+	fix(meta, values, "")
+	for table, rows in tables.items():
+		child_meta = frappe.get_meta(meta.get_field(table).options)
+		for row in rows:
+			fix(child_meta, row, f"{table} row {row.get('idx', '?')}: ")
+	return relaxed
+
+
+def _find_local(
+	rule, origin: str, remote: str, local_doctype: str, values: dict[str, Any], entry
+) -> str | None:
+	if entry and frappe.db.exists(local_doctype, entry.local_name):
+		return entry.local_name
+	by = rule.get("find_by") or "Same name"
+	if by == "Same name":
+		return remote if frappe.db.exists(local_doctype, remote) else None
+	if by == "Match fields":
+		keys = split(rule.get("match_fields"))
+		if any(values.get(k) in (None, "") for k in keys):
+			raise SyncSkipped(
+				f"the message has no value for match field(s) {', '.join(k for k in keys if not values.get(k))}"
+			)
+		return frappe.db.get_value(local_doctype, {k: values[k] for k in keys})
+	return None  # Document Map: a document not in the map is new here
+
+
+def _execute(plan: Plan, message: dict[str, Any], rule: dict[str, Any]) -> str:
+	"""Write the plan; returns the local document's name."""
+	doctype = plan.local_doctype
+	if plan.action == "delete":
+		_mark_synced(doctype, plan.local_name)
+		frappe.delete_doc(doctype, plan.local_name, ignore_permissions=True)
+		return plan.local_name
+	if plan.action == "cancel":
+		doc = frappe.get_doc(doctype, plan.local_name)
+		doc.flags.spine_synced = True
+		doc.cancel()
+		return doc.name
+	if plan.action == "rename":
+		if rule.get("find_by") == "Same name" and plan.new_name != plan.local_name:
+			_mark_synced(doctype, plan.local_name)
+			_mark_synced(doctype, plan.new_name)
+			return frappe.rename_doc(
+				doctype, plan.local_name, plan.new_name, show_alert=False, rebuild_search=False
+			)
+		return plan.local_name
+	if plan.local_name:
+		doc = frappe.get_doc(doctype, plan.local_name, for_update=True)
+	else:
+		doc = frappe.new_doc(doctype)
+	doc.update(plan.values)
+	for table, rows in plan.tables.items():
+		doc.set(table, rows)  # rows replaced to match the source
+	doc.flags.spine_synced = True  # capture: a change applied here is not published back
+	doc.flags.ignore_links = plan.ignore_links
+	doc.flags.ignore_permissions = True
+	if plan.local_name:
+		doc.save()
+	else:
+		doc.insert(set_name=_new_name(doc, plan, rule))
+	if plan.action == "submit" and doc.docstatus == 0:
+		doc.submit()
+	return doc.name
+
+
+def _new_name(doc, plan: Plan, rule: dict[str, Any]) -> str | None:
+	"""The name of a document created here: the source's with Same name; else the local DocType's own
+	naming, or, when it asks a person for the name (Prompt), the source's (suffixed if taken)."""
+	if (rule.get("find_by") or "Same name") == "Same name":
+		return plan.remote_name
+	if (doc.meta.autoname or "").lower() not in ("", "prompt"):
+		return None
+	name, n = plan.remote_name, 1
+	while frappe.db.exists(doc.doctype, name):
+		n += 1
+		name = f"{plan.remote_name}-{n}"
+	return name
+
+
+def _mark_synced(doctype: str, name: str) -> None:
+	"""For operations whose hooks run on a document object Spine does not hold (rename, delete)."""
+	if frappe.flags.spine_synced_docs is None:
+		frappe.flags.spine_synced_docs = set()
+	frappe.flags.spine_synced_docs.add((doctype, name))
+
+
+def _wake(doctype: str, names: set[str]) -> None:
+	"""Messages waiting for this document are due now (in this transaction)."""
+	keys = tuple(f"{doctype}:{n}" for n in names if n)
+	if keys:
+		frappe.db.sql(
+			"""UPDATE `tabMessage Log` SET next_attempt_at = %(now)s
+			WHERE waiting_for IN %(keys)s AND status = 'Waiting'""",
+			{"now": now_datetime(), "keys": keys},
+		)
+
+
+def _shown(value: Any) -> Any:
+	return (
+		value if isinstance(value, str | int | float | type(None)) else json.dumps(value, default=str)[:200]
+	)
