@@ -19,6 +19,8 @@ __all__ = [
 	"add_comment",
 	"add_marker",
 	"always_raise",
+	"answer",
+	"ask_many",
 	"comment_batch",
 	"commit_then_comment",
 	"drop_closed",
@@ -99,6 +101,30 @@ def comment_batch(messages: list[dict[str, Any]]) -> None:
 		add_comment({**message, "Payload": {**message["Payload"], "fail_after_write": 0}})
 	if any(m["Payload"].get("poison") for m in messages):
 		raise RuntimeError("demo batch failure: a poison message is in this batch")
+
+
+def answer(message: dict[str, Any]) -> dict[str, Any]:
+	"""Responder: echo the request's payload with this site's name. ``fail`` in the payload raises,
+	``sleep`` (seconds) answers late."""
+	payload = message["Payload"]
+	if payload.get("sleep"):
+		time.sleep(float(payload["sleep"]))
+	if payload.get("fail"):
+		raise ValueError(f"demo responder refuses: {payload['fail']}")
+	return {"echo": payload, "site": frappe.local.site}
+
+
+def ask_many(topic: str, count: int, tag: str) -> list[list]:
+	"""Caller for tests: ``count`` requests one after another; returns [sent id, answered id, site]."""
+	import spine
+
+	results = []
+	for i in range(int(count)):
+		sent = f"{tag}-{i}"
+		reply = spine.request(topic, {"id": sent}, timeout=30)
+		results.append([sent, reply["echo"]["id"], reply["site"]])
+	frappe.db.commit()  # nosemgrep: frappe-manual-commit - a bench execute caller keeps its request records
+	return results
 
 
 def drop_closed(doc, event: str):

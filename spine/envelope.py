@@ -97,6 +97,7 @@ def build(
 	message_id: str | None = None,
 	timestamp: datetime.datetime | None = None,
 	payload_schema: str | None = None,
+	extra_header: Mapping[str, Any] | None = None,
 ) -> Envelope:
 	"""A new Spine envelope for one document event; ``payload`` is usually ``doc.as_dict()``.
 
@@ -119,6 +120,8 @@ def build(
 	}
 	if payload_schema:
 		header["PayloadSchema"] = payload_schema  # version of the route's payload schema (spine.schemas)
+	if extra_header:  # request/reply: CorrelationId, ReplyTo, Deadline, ...
+		header.update({k: v for k, v in extra_header.items() if k not in header})
 	body = {"Header": header, "Payload": body_payload, "Retry": {}}
 	return Envelope(
 		doctype=doctype,

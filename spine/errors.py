@@ -35,3 +35,26 @@ class PermanentHandlerError(SpineError):
 
 class BrokerUnavailable(SpineError):
 	"""The Kafka broker named in site_config does not answer; the message says where and what to run."""
+
+
+class RequestTimeout(SpineError):
+	"""``spine.request``: no reply within the timeout (no responder, or it was too slow)."""
+
+
+class RemoteError(SpineError):
+	"""``spine.request``: the responder raised. ``error_type`` and ``error_message`` are its own;
+	``site`` is the site that answered."""
+
+	def __init__(self, error_type: str, error_message: str, site: str | None = None):
+		super().__init__(f"{error_type} on {site or 'the responder'}: {error_message}")
+		self.error_type = error_type
+		self.error_message = error_message
+		self.site = site
+
+
+class SkipMessage(SpineError):
+	"""Raised while handling a message to say: nothing to do, store it as Skipped with ``reason``."""
+
+	def __init__(self, reason: str):
+		super().__init__(reason)
+		self.reason = reason

@@ -22,3 +22,8 @@ def topic_name_problem(name: str | None) -> str | None:
 		bad = sorted({c for c in name if not re.match(r"[A-Za-z0-9._-]", c)})
 		return f"topic {name!r} contains {''.join(bad)!r}; use only letters, digits, '.', '_' and '-'"
 	return None
+
+
+def reply_topic(site: str) -> str:
+	"""The topic a site's request/reply answers come back on: one per site, ``spine.reply.<site>``."""
+	return "spine.reply." + re.sub(r"[^A-Za-z0-9._-]", "_", site)[: MAX_TOPIC_LENGTH - len("spine.reply.")]

@@ -23,7 +23,7 @@ log = logs.logger(__name__)
 # the statement once (escaping 20 parameters per row cost more than the insert itself).
 _COLUMNS = (
 	"status", "message_id", "document_type", "document_name", "event", "topic", "kafka_key",
-	"kafka_partition", "kafka_offset", "origin_site", "last_error", "message",
+	"kafka_partition", "kafka_offset", "origin_site", "last_error", "message", "correlation_id",
 )  # fmt: skip
 _FIXED_COLUMNS = "name, creation, modified, owner, modified_by, docstatus, idx, direction, attempts"
 # Text columns and their lengths (message_log.json). INSERT IGNORE would cut a longer value
@@ -31,7 +31,7 @@ _FIXED_COLUMNS = "name, creation, modified, owner, modified_by, docstatus, idx, 
 # stores such values in a form that stays unique instead.
 _TEXT_COLUMNS = {
 	"message_id": 140, "document_type": 140, "document_name": 140, "event": 140, "topic": 255,
-	"kafka_key": 300, "origin_site": 140,
+	"kafka_key": 300, "origin_site": 140, "correlation_id": 140,
 }  # fmt: skip
 # A small batch on an idle system is handled in the job that stored it: the lowest latency. Bigger
 # ones, or any while other jobs wait, are handed to processing jobs so storing stays fast.
@@ -146,6 +146,7 @@ def _row(rec: Record, max_bytes: int) -> list[Any]:
 		event=env.event,
 		origin_site=env.origin_site or env.origin,
 		message=rec["value"],
+		correlation_id=_text(env.body["Header"].get("CorrelationId")),
 	)
 
 
@@ -154,6 +155,10 @@ def _values(base: dict[str, Any], **fields: Any) -> list[Any]:
 	for column, length in _TEXT_COLUMNS.items():
 		row[column] = envelope.column_value(row.get(column), length, exact=column == "message_id")
 	return [row.get(c) for c in _COLUMNS]
+
+
+def _text(value: Any) -> str | None:
+	return value if isinstance(value, str) and value else None
 
 
 def _readable(rec: Record, raw: bytes | None, max_bytes: int) -> str | None:

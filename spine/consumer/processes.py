@@ -132,8 +132,10 @@ def _site(site: str) -> Iterator[None]:
 
 def dispatcher_main(index: int, site: str, queue: str) -> None:
 	from spine.config.kafka import redact
+	from spine.config.topics import reply_topic
 	from spine.kafka.handover import JobHandOver
 	from spine.kafka.poll_loop import Dispatcher
+	from spine.rpc import client, replies
 	from spine.settings import broker, config_cache
 
 	frappe.init(site=site)
@@ -142,6 +144,12 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 		settings = broker.site_settings()
 		name = queue_name(queue)
 		handover = JobHandOver(json_queue(name), "spine.consumer.intake.store_batch", site)
+		replies_on = reply_topic(site)
+		client.ensure_reply_topic(settings)  # before subscribing: a topic made later is noticed late
+
+		def submit(records: list) -> None:
+			replies.deliver(records, replies_on)  # waiting callers get their replies now; the rows follow
+			handover(records)
 
 		def topics() -> list[str]:
 			config_cache.forget_local()
@@ -157,7 +165,7 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 		dispatcher = Dispatcher(
 			consumer_conf,
 			topics,
-			handover,
+			submit,
 			min_commit_count=settings.spine["consumer.min.commit.count"],
 			refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
 			name=f"eventdispatcher-{index}@{site}",

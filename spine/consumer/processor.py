@@ -33,11 +33,13 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import compat, logs
+from spine.config.topics import reply_topic
 from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
-from spine.errors import HandlerConfigError, PermanentHandlerError
+from spine.errors import HandlerConfigError, PermanentHandlerError, SkipMessage
 from spine.handlers import resolve
 from spine.retry import RetryPolicy
+from spine.rpc import REPLY_DOCTYPE, replies, responder
 from spine.schema import SCHEMA_DOCTYPE, SCHEMA_TOPIC
 from spine.settings import config_cache
 from spine.sync import apply as sync_apply
@@ -107,7 +109,8 @@ def kick(queue_name: str) -> None:
 	try:
 		cache = compat.cache()
 		for slot in range(PARALLEL_JOBS):
-			if cache.set(cache.make_key(f"{_QUEUED_KEY}:{slot}"), 1, nx=True, ex=600):
+			# per queue, and short-lived: a job lost with its worker blocks its slot for a minute at most
+			if cache.set(cache.make_key(f"{_QUEUED_KEY}:{queue_name}:{slot}"), 1, nx=True, ex=60):
 				json_queue(queue_name).enqueue(
 					_JOB, frappe.local.site, slot, queue_name, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
 				)
@@ -125,7 +128,7 @@ def run_job(site: str, slot: int = 0, queue_name: str | None = None) -> int:
 	from spine.consumer.queue import job_site
 
 	with job_site(site):
-		compat.cache().delete_value(f"{_QUEUED_KEY}:{slot}")
+		compat.cache().delete_value(f"{_QUEUED_KEY}:{queue_name}:{slot}")
 		done = process(max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS)
 		if queue_name and has_due():
 			kick(queue_name)
@@ -300,6 +303,8 @@ class Batch:
 	def _find_route(self, row) -> tuple[str | None, _Route | None]:
 		if row.topic == SCHEMA_TOPIC and row.document_type == SCHEMA_DOCTYPE:
 			return None, _Route(["spine.consumer.payload_schema.receive"], [payload_schema.receive])
+		if row.document_type == REPLY_DOCTYPE and row.topic == reply_topic(frappe.local.site):
+			return None, _Route(["spine.rpc.replies.handle"], [replies.handle])
 		own_site = row.origin_site in {frappe.local.site, _own_client_id()}
 		if own_site and not self.settings.get("test_mode"):
 			return (
@@ -334,8 +339,13 @@ class Batch:
 
 	def _run_one(self, row, route: _Route) -> tuple[Exception, str] | None:
 		"""Run the sync rule and the handlers for one message inside a savepoint; returns the failure
-		only if a handler also ended the transaction (then nothing is recorded yet)."""
+		only if a handler also ended the transaction (then nothing is recorded yet). A request gets
+		its reply (or error reply) written in the same savepoint."""
 		body = json.loads(row.message)
+		is_request = responder.is_request(body)
+		if is_request and (late := responder.expired(body)):
+			self._marked.setdefault(("Skipped", late), []).append(row.name)
+			return None
 		savepoint = self._savepoint()
 		try:
 			if route.sync_rule:
@@ -343,11 +353,18 @@ class Batch:
 					self._notes[row.name] = sync_apply.apply(body, route.sync_rule, row.message_id)
 				except sync_apply.SyncSkipped as e:
 					if not route.handlers:
-						self._marked.setdefault(("Skipped", f"sync: {e.reason}"), []).append(row.name)
-						return None
+						raise
 					self._notes[row.name] = f"sync: skipped ({e.reason})"
+			answer = None
 			for handler in route.handlers:
-				handler(body if not route.batch else [body])
+				result = handler(body if not route.batch else [body])
+				answer = result if answer is None else answer
+			if is_request:
+				responder.reply(body, answer)
+		except SkipMessage as e:
+			frappe.db.rollback(save_point=savepoint)
+			self._marked.setdefault(("Skipped", e.reason), []).append(row.name)
+			return None
 		except sync_apply.SyncWaiting as e:
 			frappe.db.rollback(save_point=savepoint)
 			self._record_waiting(row, e)
@@ -357,6 +374,9 @@ class Batch:
 				return e, frappe.get_traceback()
 			tb = frappe.get_traceback()
 			frappe.db.rollback(save_point=savepoint)  # undo this message's effects only
+			if is_request:  # the caller gets the error now; retrying would answer too late
+				responder.reply_error(body, e)
+				e = PermanentHandlerError(f"{type(e).__name__}: {e} (sent back as an error reply)")
 			self._record_failure(row, e, tb)
 			return None
 		finally:

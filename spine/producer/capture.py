@@ -38,10 +38,10 @@ _KICK_FLAG = "spine_relay_kick_registered"
 INSERT_SQL = """
 	INSERT INTO `tabMessage Log` (name, creation, modified, owner, modified_by, docstatus, idx,
 		direction, status, message_id, document_type, document_name, event, topic, kafka_key,
-		origin_site, attempts, message)
+		origin_site, attempts, message, correlation_id)
 	VALUES (NEXTVAL(`message_log_id_seq`), %(now)s, %(now)s, %(user)s, %(user)s, 0, 0,
 		'Outbound', 'Pending', %(message_id)s, %(doctype)s, %(docname)s, %(event)s, %(topic)s, %(key)s,
-		%(origin_site)s, 0, %(message)s)
+		%(origin_site)s, 0, %(message)s, %(correlation_id)s)
 """
 
 
@@ -100,6 +100,7 @@ def capture_raw(
 	topic: str,
 	payload: dict[str, Any],
 	payload_schema: str | None = None,
+	extra_header: dict[str, Any] | None = None,
 ) -> str:
 	"""Write one Outbound row with ``payload`` as it is, in the current transaction; returns its message id."""
 	env = envelope.build(
@@ -108,10 +109,11 @@ def capture_raw(
 		event=event,
 		topic=topic,
 		payload=payload,
-		origin=_origin(),
+		origin=origin(),
 		origin_site=frappe.local.site,
 		timestamp=_site_now(),
 		payload_schema=payload_schema,
+		extra_header=extra_header,
 	)
 	try:
 		frappe.db.sql(INSERT_SQL, _row_values(env))
@@ -140,6 +142,7 @@ def _row_values(env: envelope.Envelope) -> dict[str, Any]:
 		"key": env.key,
 		"origin_site": frappe.local.site,
 		"message": envelope.encode(env).decode(),
+		"correlation_id": env.body["Header"].get("CorrelationId"),
 	}
 
 
@@ -214,7 +217,8 @@ def _site_now() -> datetime.datetime:
 	return datetime.datetime.now(ZoneInfo(get_system_timezone()))
 
 
-def _origin() -> str:
+def origin() -> str:
+	"""This site as the envelope names it (Header.Origin): the kafka block's client.id, else the site."""
 	kafka = frappe.conf.get("kafka") or {}
 	return str(kafka.get("client.id") or frappe.local.site) if isinstance(kafka, dict) else frappe.local.site
 

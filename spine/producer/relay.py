@@ -126,7 +126,7 @@ def serve(site: str) -> None:
 
 
 class _StopFlag:
-	"""Two-stage stop: the first signal ends the loop after the current pass; the second exits now."""
+	"""Two-stage stop: the first signal ends the loop after the current batch; the second exits now."""
 
 	requested = False
 
@@ -135,9 +135,13 @@ class _StopFlag:
 			signal.signal(sig, self._on_signal)
 
 	def _on_signal(self, *_: Any) -> None:
+		global _stopping
 		if self.requested:
 			raise SystemExit(1)
-		self.requested = True
+		self.requested = _stopping = True
+
+
+_stopping = False  # set by the relay process's stop signal: drains end after their current batch
 
 
 def drain(publisher: Publisher | None = None, *, max_seconds: float = MAX_DRAIN_SECONDS) -> int:
@@ -169,7 +173,7 @@ def drain(publisher: Publisher | None = None, *, max_seconds: float = MAX_DRAIN_
 
 def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 	published = 0
-	while time.monotonic() < deadline:
+	while time.monotonic() < deadline and not _stopping:
 		rows = due_rows(BATCH_SIZE)
 		if not rows:
 			break

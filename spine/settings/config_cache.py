@@ -13,6 +13,7 @@ from typing import Any
 import frappe
 
 from spine import compat
+from spine.config.topics import reply_topic
 from spine.handlers import split_paths
 from spine.schema import SCHEMA_TOPIC, parse_field_spec
 
@@ -139,9 +140,10 @@ def _build_consumer_settings() -> dict[str, Any]:
 	return {
 		"routes": routes,
 		"sync_rules": sync_rules,
-		"topics": sorted({*_topics(routes), *sync_rules})
-		if config.get("enabled", 1)
-		else [],  # the master switch stops reading only
+		# the master switch stops reading only; a site always reads its request/reply answers
+		"topics": sorted({*_topics(routes), *sync_rules, reply_topic(frappe.local.site)})
+		if config.enabled
+		else [],
 		"max_attempts": config.max_attempts or 5,
 		"retry_backoff_seconds": config.retry_backoff_seconds
 		if config.retry_backoff_seconds is not None

@@ -18,7 +18,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine.errors import PermanentHandlerError, SpineError
+from spine.errors import PermanentHandlerError, SkipMessage, SpineError
 from spine.schema import TABLES
 from spine.sync import document_map
 from spine.sync.rules import split
@@ -33,12 +33,8 @@ _LINKS = ("Link", "Dynamic Link")
 _UPSERT = frozenset({"after_insert", "on_update", "on_update_after_submit"})
 
 
-class SyncSkipped(SpineError):
+class SyncSkipped(SkipMessage):
 	"""The message changes nothing here; ``reason`` says why."""
-
-	def __init__(self, reason: str):
-		super().__init__(reason)
-		self.reason = reason
 
 
 class SyncWaiting(SpineError):

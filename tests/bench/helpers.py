@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -63,11 +64,11 @@ def unique(prefix: str) -> str:
 class BenchProcess:
 	"""A ``bench --site SITE ...`` process started from the bench folder, output in a temp file."""
 
-	def __init__(self, *args: str):
+	def __init__(self, *args: str, site: str | None = None):
 		self.args = args
 		self.log = tempfile.NamedTemporaryFile(prefix="spine-proc-", suffix=".log", delete=False)
 		self.proc = subprocess.Popen(
-			["bench", "--site", SITE, *args],
+			["bench", "--site", site or SITE, *args],
 			cwd=BENCH,
 			stdout=self.log,
 			stderr=subprocess.STDOUT,
@@ -81,26 +82,45 @@ class BenchProcess:
 	def signal(self, sig: int) -> None:
 		"""Send ``sig`` to the whole process group (bench CLI, python, and its children)."""
 		if self.proc.poll() is None:
-			os.killpg(self.proc.pid, sig)
+			with contextlib.suppress(ProcessLookupError):
+				os.killpg(self.proc.pid, sig)
 
 	def stop(self, timeout: float = 30) -> int:
+		"""SIGTERM, as supervisor would; whatever is still running after ``timeout`` s is killed."""
+		tree = descendants(self.proc.pid)
 		self.signal(signal.SIGTERM)
 		try:
-			return self.proc.wait(timeout)
+			code = self.proc.wait(timeout)
 		except subprocess.TimeoutExpired:
 			self.kill()
 			return -9
+		deadline = time.monotonic() + timeout
+		while [p for p in tree if _running(p)] and time.monotonic() < deadline:
+			time.sleep(0.2)
+		for pid in [p for p in tree if _running(p)]:
+			with contextlib.suppress(ProcessLookupError):
+				os.kill(pid, signal.SIGKILL)
+		with contextlib.suppress(ProcessLookupError):
+			os.killpg(self.proc.pid, signal.SIGKILL)  # anything of the command's group still there
+		return code
 
 	def kill(self) -> None:
 		"""SIGKILL every process of the command, children in their own process groups included."""
 		tree = descendants(self.proc.pid)
-		self.signal(signal.SIGKILL)
+		with contextlib.suppress(ProcessLookupError):
+			self.signal(signal.SIGKILL)
 		for pid in tree:
-			try:
+			with contextlib.suppress(ProcessLookupError):
 				os.kill(pid, signal.SIGKILL)
-			except ProcessLookupError:
-				pass
 		self.proc.wait(10)
+
+
+def _running(pid: int) -> bool:
+	try:
+		with open(f"/proc/{pid}/stat") as f:
+			return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+	except OSError:
+		return False
 
 
 def descendants(pid: int) -> set[int]:

@@ -43,6 +43,8 @@ def on_doctype_update():
 	)
 	# per-document order: is there an earlier unfinished entry with this key?
 	frappe.db.add_index("Message Log", ["kafka_key", "status"])
+	# request/reply: a request and its replies, side by side
+	frappe.db.add_index("Message Log", ["correlation_id"])
 	# sync: wake the entries waiting for a document when it arrives
 	frappe.db.add_index("Message Log", ["waiting_for", "status"])
 	# retention purge and the "last hour" cards: WHERE status IN (...) AND modified < cutoff

@@ -1,0 +1,151 @@
+"""The caller's side of request/reply: ``spine.request`` and ``spine.request_all``.
+
+A request is an envelope with ``CorrelationId`` (its message id), ``ReplyTo`` (this site's reply
+topic) and ``Deadline``. It is published straight away through the process's long-lived producer,
+confirmed by the broker (not through the outbox: a request lives only as long as its caller, and
+the caller's transaction is none of its business), and recorded as a Published Outbound row in the
+caller's transaction. The caller then waits on a Redis list that this site's eventdispatcher fills
+the moment it reads a reply; nothing polls the database.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import time
+from typing import Any
+
+import frappe
+from frappe.utils import now_datetime
+
+from spine import compat, envelope, logs
+from spine.config.topics import reply_topic
+from spine.errors import RemoteError, RequestTimeout, SpineError
+from spine.kafka.publisher import OutRecord, shared_publisher
+from spine.producer import capture
+from spine.rpc import REQUEST_DOCTYPE
+from spine.settings import broker
+
+log = logs.logger(__name__)
+
+REPLY_KEY = "spine:reply:{}"  # the Redis list a caller waits on, one per correlation id
+_ready_reply_topics: set[str] = set()
+
+
+def request(topic: str, payload: dict, *, doctype: str = REQUEST_DOCTYPE, timeout: float = 10.0) -> dict:
+	"""Publish ``payload`` as a request on ``topic`` and return the payload of the first reply.
+
+	Raises ``RequestTimeout`` when no reply arrives within ``timeout`` seconds (no responder, or a
+	slow one), and ``RemoteError`` (the responder's error type and message) when the responder raised.
+	"""
+	replies = _ask(topic, payload, doctype, timeout, mode="one", expect=1)
+	if not replies:
+		raise RequestTimeout(
+			f"no reply to {doctype} on {topic} within {timeout:g}s: is a Spine Consumer Config row for "
+			f"{topic} / {doctype} set up on the answering site, and are its processes running?"
+		)
+	first = replies[0]
+	if "error" in first:
+		raise RemoteError(
+			first["error"].get("type", "Error"), first["error"].get("message", ""), first["site"]
+		)
+	return first["reply"]
+
+
+def request_all(
+	topic: str,
+	payload: dict,
+	*,
+	expect: int | None = None,
+	doctype: str = REQUEST_DOCTYPE,
+	timeout: float = 10.0,
+) -> list[dict[str, Any]]:
+	"""Publish one request that several responders answer; return the replies that arrived within
+	``timeout`` (or as soon as ``expect`` did): ``[{"site": ..., "reply": {...}}`` or
+	``{"site": ..., "error": {"type", "message"}}]``, in the order they arrived."""
+	return _ask(topic, payload, doctype, timeout, mode="all", expect=expect)
+
+
+def _ask(
+	topic: str, payload: dict, doctype: str, timeout: float, mode: str, expect: int | None
+) -> list[dict]:
+	site = frappe.local.site
+	correlation = envelope.new_message_id()
+	deadline = datetime.datetime.now().astimezone() + datetime.timedelta(seconds=timeout)
+	settings = broker.site_settings()
+	ensure_reply_topic(settings)
+	env = envelope.build(
+		doctype=doctype, docname=correlation, event="request", topic=topic, payload=payload,
+		origin=capture.origin(), origin_site=site, message_id=correlation,
+		extra_header={"CorrelationId": correlation, "ReplyTo": reply_topic(site), "Deadline": deadline.isoformat(),
+			"RequestMode": mode},
+	)  # fmt: skip
+	cache = compat.cache()
+	key = cache.make_key(REPLY_KEY.format(correlation))
+	started = time.monotonic()
+	(delivery,) = shared_publisher(settings.producer).publish(
+		[
+			OutRecord(
+				ref=correlation, topic=topic, key=env.key, value=envelope.encode(env), headers=env.headers()
+			)
+		]
+	)
+	if not delivery.ok:
+		raise SpineError(f"the request could not be published on {topic}: {delivery.error}")
+	replies: list[dict] = []
+	try:
+		while expect is None or len(replies) < expect:
+			left = timeout - (time.monotonic() - started)
+			if left <= 0:
+				break
+			item = cache.blpop([key], timeout=max(left, 0.01))
+			if item is None:
+				break
+			replies.append(json.loads(item[1]))
+	finally:
+		cache.delete(key)  # replies still coming are recorded by the processor (late ones as Skipped)
+		# recorded after the wait, not before: a row written first would hold its locks while the
+		# caller waits, and a site answering its own request would wait on them
+		_record(env, delivery)
+	log.info(
+		"request %s on %s: %d repl%s in %.0f ms", correlation, topic, len(replies), "y" if len(replies) == 1 else "ies",
+		(time.monotonic() - started) * 1000,
+	)  # fmt: skip
+	return replies
+
+
+def ensure_reply_topic(settings=None) -> None:
+	"""Create this site's reply topic before anyone answers on it (an auto-created one would be found
+	by this site's dispatcher only at its next metadata refresh). Once per process and broker."""
+	from spine.kafka.admin import create_topics
+
+	settings = settings or broker.site_settings()
+	topic = reply_topic(frappe.local.site)
+	marker = f"{settings.bootstrap_servers}|{topic}"
+	if marker in _ready_reply_topics:
+		return
+	errors = create_topics(settings.admin, [topic], partitions=1)
+	if errors.get(topic):
+		log.warning(
+			"could not create the reply topic %s: %s; replies may be slow to arrive", topic, errors[topic]
+		)
+	_ready_reply_topics.add(marker)
+
+
+def _record(env: envelope.Envelope, delivery) -> None:
+	"""The request as a Published Outbound row of Message Log, in the caller's transaction."""
+	now = now_datetime()
+	frappe.db.sql(
+		capture.INSERT_SQL.replace("'Pending'", "'Published'"),
+		{
+			"now": now, "user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
+			"message_id": env.message_id, "doctype": env.doctype, "docname": env.docname, "event": env.event,
+			"topic": env.topic, "key": env.key, "origin_site": frappe.local.site,
+			"message": envelope.encode(env).decode(), "correlation_id": env.message_id,
+		},
+	)  # fmt: skip
+	frappe.db.sql(
+		"UPDATE `tabMessage Log` SET kafka_partition = %s, kafka_offset = %s, done_at = %s "
+		"WHERE message_id = %s AND direction = 'Outbound'",
+		(delivery.partition, delivery.offset, now, env.message_id),
+	)
