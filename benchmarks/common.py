@@ -53,7 +53,14 @@ def site_kafka(bootstrap: str, **extra):
 	from frappe.installer import update_site_config
 
 	before = frappe.get_site_config().get("kafka")
-	conf = {"bootstrap.servers": bootstrap, "client.id": f"bench-{frappe.local.site}", **extra}
+	from spine.kafka.devbroker import CLIENT_SETTINGS
+
+	conf = {
+		"bootstrap.servers": bootstrap,
+		"client.id": f"bench-{frappe.local.site}",
+		**CLIENT_SETTINGS,
+		**extra,
+	}
 	update_site_config("kafka", conf)
 	frappe.local.conf.kafka = conf
 	try:
@@ -104,11 +111,12 @@ def write_results(path: str, name: str, rows: list[tuple[str, str]], data: dict)
 	print(f"\nwritten: {out}")
 
 
-def start_process(*args: str) -> subprocess.Popen:
-	"""``bench --site SPINE_SITE <args>`` in its own process group, output to a temp file."""
+def start_process(*args: str, site: str | None = None) -> subprocess.Popen:
+	"""``bench --site <site> <args>`` (SPINE_SITE by default) in its own process group, output to a
+	temp file."""
 	log = tempfile.NamedTemporaryFile(prefix="spine-bench-", suffix=".log", delete=False)
 	proc = subprocess.Popen(
-		["bench", "--site", os.environ["SPINE_SITE"], *args],
+		["bench", "--site", site or os.environ["SPINE_SITE"], *args],
 		cwd=os.environ["SPINE_BENCH"],
 		stdout=log,
 		stderr=subprocess.STDOUT,

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Run Spine's benchmarks against a test site. Usage:
-#   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local benchmarks/run.sh [all|producer|consumer|pipeline|summary] [args]
-# Each prints a table and writes benchmarks/results/<name>.json; "all" (the default) runs the three
-# and ends with one table of every measure beside its goal (benchmarks/results/summary.json).
+#   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local [SPINE_SITE2=second.local] \
+#     benchmarks/run.sh [all|producer|consumer|pipeline|sites|summary] [args]
+# Each prints a table and writes benchmarks/results/<name>.json; "all" (the default) runs them all
+# ("sites", between two sites, only when SPINE_SITE2 names a second site of the bench) and ends with
+# one table of every measure beside its goal (benchmarks/results/summary.json).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 : "${SPINE_BENCH:?set SPINE_BENCH to a frappe-bench folder}"
@@ -16,12 +18,18 @@ case "$which" in
 	producer) "$PY" benchmarks/producer_bench.py "$@" ;;
 	consumer) "$PY" benchmarks/consumer_bench.py "$@" ;;
 	pipeline) "$PY" benchmarks/pipeline_bench.py "$@" ;;
+	sites) "$PY" benchmarks/sites_bench.py "$@" ;;
 	summary) "$PY" benchmarks/summary.py ;;
 	all)
 		"$PY" benchmarks/producer_bench.py
 		"$PY" benchmarks/consumer_bench.py
 		"$PY" benchmarks/pipeline_bench.py
+		if [ -n "${SPINE_SITE2:-}" ]; then
+			"$PY" benchmarks/sites_bench.py
+		else
+			echo "sites benchmark skipped: set SPINE_SITE2 to a second site of the bench to measure sync and request/reply"
+		fi
 		"$PY" benchmarks/summary.py
 		;;
-	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|summary] [args]" >&2; exit 2 ;;
+	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|sites|summary] [args]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 """One table of every measure with its goal, from the results the benchmarks wrote.
 
-Reads benchmarks/results/{producer,consumer,pipeline}.json and writes benchmarks/results/summary.json.
+Reads benchmarks/results/{producer,consumer,pipeline,sites}.json and writes benchmarks/results/summary.json.
 Keys are stable (tools may read them); each row says what its figure means.
 """
 
@@ -36,6 +36,12 @@ ROWS = [
 		1.5, "max", "producer", ("added_ms_median", "condition_and_fields")),
 	("capture_hook_unconfigured_us", "capture hook, unconfigured DocType", "µs", 10, "max",
 		"producer", ("capture_hook_unconfigured_us",)),
+	("sync_docs_per_s", "document sync A → B, simple master, committed on A → on B", "docs/s", 500, "min",
+		"sites", ("sync", "docs_per_second")),
+	("request_reply_median_ms", "request → reply between two sites, idle, median", "ms", 100, "max",
+		"sites", ("request_reply_ms", "median")),
+	("request_reply_p95_ms", "request → reply between two sites, idle, p95", "ms", 300, "max",
+		"sites", ("request_reply_ms", "p95")),
 	("dispatcher_memory_peak_ratio", "eventdispatcher peak RSS / RSS after the first 10,000 messages", "×", 1.10,
 		"max", "consumer", ("memory", "dispatcher_peak_ratio")),
 	("jsonworker_memory_peak_ratio", "jsonworkers peak RSS / RSS after the first 10,000 messages", "×", 1.10,
@@ -53,7 +59,7 @@ def lookup(data: dict, path: tuple[str, ...]):
 
 def main() -> None:
 	sources = {}
-	for name in ("producer", "consumer", "pipeline"):
+	for name in ("producer", "consumer", "pipeline", "sites"):
 		path = RESULTS / f"{name}.json"
 		sources[name] = json.loads(path.read_text()) if path.exists() else {}
 	table, out = [], {}

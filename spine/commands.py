@@ -229,11 +229,11 @@ def spine_broker(context, port: int, data_dir: str | None) -> None:
 	import json
 	import signal
 
-	from spine.kafka.devbroker import LocalBroker
+	from spine.kafka.devbroker import CLIENT_SETTINGS, LocalBroker
 
 	broker = LocalBroker.start(data_dir, port=port)
 	site = context.sites[0] if context.sites else "mysite.local"
-	block = json.dumps({"bootstrap.servers": broker.bootstrap_servers, "client.id": site})
+	block = json.dumps({"bootstrap.servers": broker.bootstrap_servers, "client.id": site, **CLIENT_SETTINGS})
 	click.echo(f"Kafka-protocol broker listening on {broker.bootstrap_servers} (data: {broker.data_dir})")
 	click.echo(f"Point a site at it:\n  bench --site {site} set-config -p kafka '{block}'")
 	click.echo("Ctrl-C stops it.")

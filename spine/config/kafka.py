@@ -23,6 +23,10 @@ SPINE_KEYS: dict[str, Any] = {
 	"consumer.min.commit.count": 1,
 	# Spine's: messages bigger than this are stored as Invalid instead of handled
 	"spine.max.message.bytes": 1_048_576,
+	# Spine's: after a poll that found nothing, the dispatcher stops fetching for this long. 0 for
+	# Kafka, which holds an empty fetch for fetch.wait.max.ms; a broker that answers empty fetches
+	# at once (the local development broker) would otherwise keep a consumer busy at half a core
+	"spine.consumer.idle.pause.ms": 0,
 }
 
 # librdkafka properties that only a consumer accepts (CONFIGURATION.md, "C" rows).
@@ -268,12 +272,13 @@ def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _validate_spine_keys(spine: dict[str, Any]) -> None:
-	for key in ("consumer.min.commit.count", "spine.max.message.bytes"):
+	for key, least in (("consumer.min.commit.count", 1), ("spine.max.message.bytes", 1),
+			("spine.consumer.idle.pause.ms", 0)):  # fmt: skip
 		value = spine[key]
 		try:
 			number = int(value)
 		except (TypeError, ValueError):
 			raise KafkaConfigError(f'"kafka"."{key}" must be a whole number (got {value!r:.40})') from None
-		if number < 1:
-			raise KafkaConfigError(f'"kafka"."{key}" must be at least 1 (got {number})')
+		if number < least:
+			raise KafkaConfigError(f'"kafka"."{key}" must be at least {least} (got {number})')
 		spine[key] = number

@@ -6,6 +6,7 @@ import re
 
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TOPIC_LENGTH = 249
+INITIAL_SYNC_TOPIC = "spine.sync.initial"  # sites that publish documents read requests to backfill them
 
 
 def topic_name_problem(name: str | None) -> str | None:

@@ -132,7 +132,7 @@ def _site(site: str) -> Iterator[None]:
 
 def dispatcher_main(index: int, site: str, queue: str) -> None:
 	from spine.config.kafka import redact
-	from spine.config.topics import reply_topic
+	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 	from spine.kafka.handover import JobHandOver
 	from spine.kafka.poll_loop import Dispatcher
 	from spine.rpc import client, replies
@@ -145,7 +145,9 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 		name = queue_name(queue)
 		handover = JobHandOver(json_queue(name), "spine.consumer.intake.store_batch", site)
 		replies_on = reply_topic(site)
-		client.ensure_reply_topic(settings)  # before subscribing: a topic made later is noticed late
+		# before subscribing: a topic made after the subscription is noticed only at a metadata refresh
+		client.ensure_reply_topic()
+		broker.ensure_topic(INITIAL_SYNC_TOPIC, "requests for an initial sync may be answered late")
 
 		def submit(records: list) -> None:
 			replies.deliver(records, replies_on)  # waiting callers get their replies now; the rows follow
@@ -169,6 +171,7 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 			min_commit_count=settings.spine["consumer.min.commit.count"],
 			refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
 			name=f"eventdispatcher-{index}@{site}",
+			idle_pause=settings.spine["spine.consumer.idle.pause.ms"] / 1000,
 		)
 		dispatcher.install_signal_handlers()
 		log.info(

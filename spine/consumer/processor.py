@@ -33,7 +33,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import compat, logs
-from spine.config.topics import reply_topic
+from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
 from spine.errors import HandlerConfigError, PermanentHandlerError, SkipMessage
@@ -43,7 +43,9 @@ from spine.rpc import REPLY_DOCTYPE, replies, responder
 from spine.schema import SCHEMA_DOCTYPE, SCHEMA_TOPIC
 from spine.settings import config_cache
 from spine.sync import apply as sync_apply
+from spine.sync import initial as initial_sync
 from spine.sync import rules as sync_rules
+from spine.sync.initial import INITIAL_SYNC_DOCTYPE
 
 log = logs.logger(__name__)
 
@@ -229,6 +231,7 @@ class Batch:
 		default_factory=dict
 	)  # row -> a line for its attempt history (sync outcome)
 	_routes: dict[tuple, tuple[str | None, _Route | None]] = field(default_factory=dict)
+	_woken: set[str] = field(default_factory=set)  # documents synced in this batch: their waiters are due
 
 	def run(self, names: list[int], limit: int) -> int:
 		rows = frappe.db.sql(
@@ -312,6 +315,8 @@ class Batch:
 				"to handle it",
 				None,
 			)
+		if row.topic == INITIAL_SYNC_TOPIC and row.document_type == INITIAL_SYNC_DOCTYPE:
+			return None, _Route(["spine.sync.initial.answer"], [initial_sync.answer])
 		config = self.settings["routes"].get(row.topic, {}).get(row.document_type)
 		rule = sync_rules.for_message(self.settings, row.topic, row.document_type)
 		if not config and rule:
@@ -350,7 +355,9 @@ class Batch:
 		try:
 			if route.sync_rule:
 				try:
-					self._notes[row.name] = sync_apply.apply(body, route.sync_rule, row.message_id)
+					self._notes[row.name] = sync_apply.apply(
+						body, route.sync_rule, row.message_id, self._woken
+					)
 				except sync_apply.SyncSkipped as e:
 					if not route.handlers:
 						raise
@@ -489,11 +496,16 @@ class Batch:
 		self.finished += len(names)
 
 	def _write_notes(self) -> None:
+		"""Append each row's note to its attempt history: one UPDATE per 500 rows."""
 		stamp = f"{now_datetime():%Y-%m-%d %H:%M:%S}"
-		for name, note in self._notes.items():
+		notes = list(self._notes.items())
+		for start in range(0, len(notes), 500):
+			chunk = notes[start : start + 500]
 			frappe.db.sql(
-				"UPDATE `tabMessage Log` SET attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s",
-				(f"{stamp} {note}", name),
+				"UPDATE `tabMessage Log` SET attempt_history = CONCAT_WS('\n', attempt_history, CASE name "
+				+ " ".join(["WHEN %s THEN %s"] * len(chunk))
+				+ " END) WHERE name IN %s",
+				(*[v for name, note in chunk for v in (name, f"{stamp} {note}")], tuple(n for n, _ in chunk)),
 			)
 		self._notes = {}
 
@@ -553,7 +565,8 @@ class Batch:
 		for (status, reason), names in self._marked.items():
 			self._set_status(names, status, reason)
 		self._write_notes()
-		self._processed, self._marked = [], {}
+		sync_apply.wake(self._woken)
+		self._processed, self._marked, self._woken = [], {}, set()
 		self.ended.closing = True
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the batch's effects and statuses commit together
 

@@ -90,7 +90,7 @@ def _broker(site: str, port: int):
 	from frappe.installer import update_site_config
 
 	from spine.kafka.admin import check
-	from spine.kafka.devbroker import LocalBroker
+	from spine.kafka.devbroker import CLIENT_SETTINGS, LocalBroker
 	from spine.settings import broker as site_broker
 
 	raw = frappe.conf.get("kafka")
@@ -109,7 +109,7 @@ def _broker(site: str, port: int):
 		click.echo(f"broker: started a local one on {local.bootstrap_servers}, as site_config.json names")
 		return local
 	local = LocalBroker.start(port=port)
-	block = {"bootstrap.servers": local.bootstrap_servers, "client.id": site}
+	block = {"bootstrap.servers": local.bootstrap_servers, "client.id": site, **CLIENT_SETTINGS}
 	update_site_config("kafka", block)
 	frappe.local.conf.kafka = block
 	click.echo(f"broker: started a local one on {local.bootstrap_servers}")

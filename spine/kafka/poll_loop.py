@@ -78,6 +78,7 @@ class Dispatcher:
 		min_commit_count: int = 1,
 		name: str = "spine-dispatcher",
 		on_cycle: Callable[[], None] | None = None,
+		idle_pause: float = 0.0,
 	):
 		self.conf = dict(consumer_conf)
 		self.topics = topics
@@ -88,6 +89,7 @@ class Dispatcher:
 		self.min_commit_count = max(1, int(min_commit_count))
 		self.name = name
 		self.on_cycle = on_cycle
+		self.idle_pause = idle_pause
 		self.stopping = False
 		self.subscribed: list[str] = []
 		self.uncommitted = 0
@@ -128,12 +130,58 @@ class Dispatcher:
 					batches += 1
 				elif self.uncommitted:
 					self._commit(consumer)
+				elif not msgs and self.idle_pause:
+					self._rest(consumer)
 		finally:
 			self._close(consumer)
 
+	def _rest(self, consumer: Consumer) -> None:
+		"""Stop fetching until a partition has something new (checked every ``idle_pause`` seconds with
+		one ListOffsets request), or ``refresh_seconds`` passed. For brokers that answer an empty fetch
+		at once, which would keep librdkafka fetching in a loop at half a core."""
+		assignment = consumer.assignment()
+		if not assignment:
+			return
+		consumer.pause(assignment)
+		try:
+			until = time.monotonic() + self.refresh_seconds
+			while not self.stopping and time.monotonic() < until:
+				time.sleep(self.idle_pause)
+				if self._has_news(consumer, assignment):
+					break
+		finally:
+			try:
+				consumer.resume(assignment)
+			except KafkaException as e:  # revoked meanwhile: resume what is still ours
+				log.debug("%s: resume after an idle pause: %s", self.name, e)
+				consumer.resume(consumer.assignment())
+			self._has_news(consumer, assignment)  # a request wakes librdkafka's fetcher now, not in 1 s
+
+	def _has_news(self, consumer: Consumer, assignment: list[TopicPartition]) -> bool:
+		"""Whether any partition has messages after this consumer's position (True if unsure)."""
+		try:
+			latest = consumer.offsets_for_times(
+				[TopicPartition(tp.topic, tp.partition, -1) for tp in assignment], timeout=1
+			)
+			positions = consumer.position(assignment)
+			unknown = [p for p in positions if p.offset < 0]
+			committed = (
+				{(c.topic, c.partition): c.offset for c in consumer.committed(unknown, timeout=1)}
+				if unknown
+				else {}
+			)
+		except KafkaException:
+			return True
+		for end, at in zip(latest, positions, strict=True):
+			start = at.offset if at.offset >= 0 else max(committed.get((at.topic, at.partition), 0), 0)
+			if end.offset > start:
+				return True
+		return False
+
 	def _next_batch(self, consumer: Consumer) -> list[Message]:
-		"""Wait up to poll_timeout for the first message, then take what is already fetched (no extra wait)."""
-		first = consumer.poll(self.poll_timeout)
+		"""Wait for the first message (up to poll_timeout, or a moment between idle pauses), then take
+		what is already fetched (no extra wait)."""
+		first = consumer.poll(min(self.poll_timeout, 0.05) if self.idle_pause else self.poll_timeout)
 		if first is None:
 			return []
 		return [first, *consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]

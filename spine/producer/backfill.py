@@ -15,6 +15,8 @@ import frappe
 from spine.producer import capture, shape
 from spine.settings import config_cache
 
+BY_DOCSTATUS = "by docstatus"
+
 
 def backfill(
 	doctype: str,
@@ -22,17 +24,23 @@ def backfill(
 	*,
 	batch_size: int = 500,
 	event: str = "on_update",
+	topic: str | None = None,
 	progress: Callable[[int, int], None] | None = None,
 ) -> int:
-	"""Capture one ``event`` per matching document on every route of ``doctype``; returns documents done.
+	"""Capture one ``event`` per matching document on every route of ``doctype`` (only those to
+	``topic`` when given); returns documents done. With ``event="by docstatus"`` a draft is published
+	as ``on_update``, a submitted document as ``on_submit`` and a cancelled one as ``on_submit``
+	followed by ``on_cancel``, so a syncing site ends with each document in the same state.
 
 	Raises ``frappe.ValidationError`` when ``doctype`` has no enabled row in Spine Producer Config.
 	"""
 	config_cache.forget_local()
-	routes = config_cache.producer_routes().get(doctype)
+	routes = [r for r in config_cache.producer_routes().get(doctype, []) if not topic or r["topic"] == topic]
 	if not routes:
 		frappe.throw(
-			f"{doctype} has no enabled row in Spine Producer Config; add one (DocType and topic) before backfilling"
+			f"{doctype} has no enabled row in Spine Producer Config"
+			+ (f" publishing to {topic}" if topic else "")
+			+ "; add one (DocType and topic) before backfilling"
 		)
 	if batch_size < 1:
 		frappe.throw(f"batch size must be at least 1 (got {batch_size})")
@@ -48,13 +56,20 @@ def backfill(
 			doc = frappe.get_doc(doctype, name)
 			for route in routes:
 				if shape.matches(doc, route):
-					capture.capture(doc, event, route)
+					for each in _events(doc, event):
+						capture.capture(doc, each, route)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - one batch of outbox rows at a time
 		done += len(names)
 		last = names[-1]
 		if progress:
 			progress(done, total)
 	return done
+
+
+def _events(doc, event: str) -> tuple[str, ...]:
+	if event != BY_DOCSTATUS:
+		return (event,)
+	return {0: ("on_update",), 1: ("on_submit",), 2: ("on_submit", "on_cancel")}[doc.docstatus]
 
 
 def _as_list(filters: dict[str, Any] | list | None) -> list:

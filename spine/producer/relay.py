@@ -178,7 +178,8 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 		if not rows:
 			break
 		if any(r.topic == shape.SCHEMA_TOPIC for r in rows):
-			_ensure_schema_topic()
+			broker.ensure_topic(shape.SCHEMA_TOPIC, "spine.schemas is published as a plain topic, not compacted",
+				config={"cleanup.policy": "compact"})  # fmt: skip
 		deliveries = publisher.publish([_record(r) for r in rows])
 		published += record_deliveries(rows, deliveries)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - each batch's outcome must be durable
@@ -341,26 +342,6 @@ def _site_publisher() -> Publisher | None:
 		log.error("Spine relay cannot publish: %s. Events stay Pending until this is fixed.", e)
 		return None
 	return shared_publisher(settings.producer)
-
-
-_schema_topic_ready: set[str] = set()
-
-
-def _ensure_schema_topic() -> None:
-	"""Create spine.schemas as a compacted topic (latest schema per key kept forever) before its first
-	message would auto-create it without compaction. Never stops publishing: a broker that refuses
-	topic settings still gets the schemas, in a plain topic."""
-	from spine.kafka.admin import create_topics
-
-	servers = broker.site_settings().bootstrap_servers
-	if servers in _schema_topic_ready:
-		return
-	errors = create_topics(broker.site_settings().admin, [shape.SCHEMA_TOPIC], partitions=1,
-		config={"cleanup.policy": "compact"})  # fmt: skip
-	if errors.get(shape.SCHEMA_TOPIC):
-		log.warning("Spine relay: could not create %s as a compacted topic on %s: %s; publishing anyway",
-			shape.SCHEMA_TOPIC, servers, errors[shape.SCHEMA_TOPIC])  # fmt: skip
-	_schema_topic_ready.add(servers)
 
 
 def _lock_name() -> str:

@@ -29,7 +29,6 @@ from spine.settings import broker
 log = logs.logger(__name__)
 
 REPLY_KEY = "spine:reply:{}"  # the Redis list a caller waits on, one per correlation id
-_ready_reply_topics: set[str] = set()
 
 
 def request(topic: str, payload: dict, *, doctype: str = REQUEST_DOCTYPE, timeout: float = 10.0) -> dict:
@@ -73,7 +72,7 @@ def _ask(
 	correlation = envelope.new_message_id()
 	deadline = datetime.datetime.now().astimezone() + datetime.timedelta(seconds=timeout)
 	settings = broker.site_settings()
-	ensure_reply_topic(settings)
+	ensure_reply_topic()
 	env = envelope.build(
 		doctype=doctype, docname=correlation, event="request", topic=topic, payload=payload,
 		origin=capture.origin(), origin_site=site, message_id=correlation,
@@ -114,22 +113,11 @@ def _ask(
 	return replies
 
 
-def ensure_reply_topic(settings=None) -> None:
-	"""Create this site's reply topic before anyone answers on it (an auto-created one would be found
-	by this site's dispatcher only at its next metadata refresh). Once per process and broker."""
-	from spine.kafka.admin import create_topics
-
-	settings = settings or broker.site_settings()
-	topic = reply_topic(frappe.local.site)
-	marker = f"{settings.bootstrap_servers}|{topic}"
-	if marker in _ready_reply_topics:
-		return
-	errors = create_topics(settings.admin, [topic], partitions=1)
-	if errors.get(topic):
-		log.warning(
-			"could not create the reply topic %s: %s; replies may be slow to arrive", topic, errors[topic]
-		)
-	_ready_reply_topics.add(marker)
+def ensure_reply_topic() -> None:
+	"""Create this site's reply topic before anyone answers on it."""
+	broker.ensure_topic(
+		reply_topic(frappe.local.site), "replies to this site's requests may be slow to arrive"
+	)
 
 
 def _record(env: envelope.Envelope, delivery) -> None:

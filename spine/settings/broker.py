@@ -9,6 +9,7 @@ from spine.config.kafka import KafkaSettings, split_kafka_conf
 
 log = logs.logger(__name__)
 _warned: set[str] = set()
+_made_topics: set[str] = set()
 
 
 def site_settings() -> KafkaSettings:
@@ -43,6 +44,26 @@ def check_reachable(settings: KafkaSettings | None = None, timeout: float = 10) 
 			"(or `bench spine-broker`) for a local one."
 		)
 	return settings
+
+
+def ensure_topic(topic: str, why: str, *, config: dict[str, str] | None = None) -> None:
+	"""Create ``topic`` (one partition, topic ``config``) before Spine first uses it, once per process
+	and broker. A topic the broker auto-creates on first use would be plain, and a consumer that
+	subscribed before it existed would find it only at its next metadata refresh. Never raises: a
+	broker that refuses logs a warning saying ``why`` the topic matters."""
+	from spine.kafka.admin import create_topics
+
+	settings = site_settings()
+	marker = f"{settings.bootstrap_servers}|{topic}"
+	if marker in _made_topics:
+		return
+	errors = create_topics(settings.admin, [topic], partitions=1, config=config)
+	if errors.get(topic):
+		log.warning(
+			"Spine on %s: could not create topic %s on %s (%s); %s",
+			frappe.local.site, topic, settings.bootstrap_servers, errors[topic], why,
+		)  # fmt: skip
+	_made_topics.add(marker)
 
 
 def describe() -> str:

@@ -13,7 +13,7 @@ from typing import Any
 import frappe
 
 from spine import compat
-from spine.config.topics import reply_topic
+from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 from spine.handlers import split_paths
 from spine.schema import SCHEMA_TOPIC, parse_field_spec
 
@@ -48,14 +48,14 @@ def forget() -> None:
 	compat.cache().delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
 
 
-def forget_after_commit(key: str) -> None:
-	"""Drop ``key`` now and again once the saving transaction commits.
+def forget_after_commit(*keys: str) -> None:
+	"""Drop ``keys`` now and again once the saving transaction commits.
 
 	The second delete matters: between the first one and the commit, another process can
 	read the old committed config and cache it again.
 	"""
-	compat.cache().delete_value(key)
-	compat.after_commit(lambda: compat.cache().delete_value(key))
+	compat.cache().delete_value(list(keys))
+	compat.after_commit(lambda: compat.cache().delete_value(list(keys)))
 
 
 def forget_local() -> None:
@@ -137,13 +137,14 @@ def _build_consumer_settings() -> dict[str, Any]:
 			"validate_payload": bool(row.get("validate_payload")),
 		}  # fmt: skip
 	sync_rules = _sync_rules()
+	# the master switch stops reading; a reading site always reads the replies to its own requests
+	topics = {*_topics(routes), *sync_rules, reply_topic(frappe.local.site)} if config.enabled else set()
+	if producer_routes():  # a publishing site answers other sites' requests for an initial sync
+		topics.update((INITIAL_SYNC_TOPIC, reply_topic(frappe.local.site)))
 	return {
 		"routes": routes,
 		"sync_rules": sync_rules,
-		# the master switch stops reading only; a site always reads its request/reply answers
-		"topics": sorted({*_topics(routes), *sync_rules, reply_topic(frappe.local.site)})
-		if config.enabled
-		else [],
+		"topics": sorted(topics),
 		"max_attempts": config.max_attempts or 5,
 		"retry_backoff_seconds": config.retry_backoff_seconds
 		if config.retry_backoff_seconds is not None

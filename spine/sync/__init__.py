@@ -6,5 +6,6 @@ which local document stands for which remote one, and the newest version applied
 message to the local document (``apply``: find it, map fields and links, create/update/submit/
 cancel/delete/rename, wait for missing links), and asking producing sites for an initial sync
 (``initial``). The processor calls ``apply`` before the row's handlers, in the same transaction as
-the message's status. May import ``spine.settings``, ``spine.compat`` and the plain-Python modules.
+the message's status. May import ``spine.rpc`` (the initial sync is a request), ``spine.producer``
+(whose backfill answers it), ``spine.settings``, ``spine.compat`` and the plain-Python modules.
 """

@@ -60,17 +60,28 @@ class Plan:
 	tables: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 	ignore_links: bool = False
 	new_name: str | None = None  # rename
+	map_entry: str | None = None  # this document's Spine Document Map entry, when it has one
 	changes: list[tuple[str, Any, Any]] = field(default_factory=list)
 
 	def summary(self) -> str:
 		target = f"{self.local_doctype} {self.local_name or '(new)'}"
+		if self.action == "unchanged":
+			return f"sync: {target} is already as the message says; nothing saved"
 		return f"sync: {self.action} {target}" + (
 			f" ({len(self.changes)} field changes)" if self.changes else ""
 		)
 
 
-def apply(message: dict[str, Any], rule: dict[str, Any], message_id: str | None = None) -> str:
-	"""Carry out what ``rule`` says for ``message``; returns one line for the attempt history."""
+def apply(
+	message: dict[str, Any],
+	rule: dict[str, Any],
+	message_id: str | None = None,
+	woken: set[str] | None = None,
+) -> str:
+	"""Carry out what ``rule`` says for ``message``; returns one line for the attempt history.
+
+	Messages waiting for the applied document are made due: now, or, when the caller collects them in
+	``woken``, by the caller's ``wake(woken)`` before its commit (one UPDATE for a whole batch)."""
 	plan = make_plan(message, rule)
 	try:
 		local = _execute(plan, message, rule)
@@ -86,8 +97,12 @@ def apply(message: dict[str, Any], rule: dict[str, Any], message_id: str | None 
 	else:
 		remote = plan.new_name or plan.remote_name
 		document_map.remember(plan.origin, plan.local_doctype, remote, local,
-			(message.get("Payload") or {}).get("modified"), message_id, rule.get("name"))  # fmt: skip
-		_wake(plan.local_doctype, {remote, local})
+			(message.get("Payload") or {}).get("modified"), message_id, rule.get("name"), plan.map_entry)  # fmt: skip
+		keys = {f"{plan.local_doctype}:{n}" for n in (remote, local) if n}
+		if woken is None:
+			wake(keys)
+		else:
+			woken.update(keys)
 	frappe.flags.spine_synced_docs = None
 	return plan.summary()
 
@@ -109,7 +124,8 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 		return _rename_plan(payload, rule, origin, remote, local_doctype, entry)
 	values, tables, ignore_flag = _mapped(payload, rule, meta, origin)
 	local = _find_local(rule, origin, remote, local_doctype, values, entry)
-	base = {"local_doctype": local_doctype, "local_name": local, "remote_name": remote, "origin": origin}
+	base = {"local_doctype": local_doctype, "local_name": local, "remote_name": remote, "origin": origin,
+		"map_entry": entry.name if entry else None}  # fmt: skip
 	if event == "on_trash":
 		if rule.get("on_delete") != "Delete here":
 			raise SyncSkipped("the source was deleted; the rule says to keep the document here")
@@ -139,7 +155,7 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 		action = "submit"
 	plan = Plan(action, values=values, tables=tables, ignore_links=ignore_flag, **base)
 	if local:
-		current = frappe.get_doc(local_doctype, local)
+		current = _current(meta, local, plan.tables)
 		if current.docstatus == 1:  # submitted here: only what may change after submit
 			plan.values = {
 				k: v for k, v in values.items() if (df := meta.get_field(k)) and df.allow_on_submit
@@ -148,7 +164,13 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 			plan.action = "update"
 		elif current.docstatus == 2:
 			raise SyncSkipped(f"{local_doctype} {local} is cancelled here; changes no longer apply")
-		plan.changes = [(k, current.get(k), v) for k, v in plan.values.items() if current.get(k) != v]
+		plan.changes = [
+			(k, current.get(k), v) for k, v in plan.values.items() if not _same(current.get(k), v)
+		]
+		plan.changes += [(t, f"{len(current.get(t) or [])} rows", f"{len(rows)} rows")
+			for t, rows in plan.tables.items() if not _same_rows(current.get(t) or [], rows)]  # fmt: skip
+		if plan.action == "update" and not plan.changes:
+			plan.action = "unchanged"  # nothing saved: no new version, no modified bump, no hooks
 	else:
 		plan.changes = [(k, None, v) for k, v in values.items() if v not in (None, "")]
 	return plan
@@ -193,12 +215,17 @@ def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, en
 	old, new = meta.get("old_name"), meta.get("new_name") or remote
 	if not old:
 		raise SyncSkipped("a rename message without rename_meta.old_name")
-	local = (
-		document_map.local_name(origin, local_doctype, old) if rule.get("find_by") != "Same name" else None
-	) or (old if frappe.db.exists(local_doctype, old) else None)
+	old_entry = document_map.get(origin, local_doctype, old)
+	local = (old_entry.local_name if old_entry and rule.get("find_by") != "Same name" else None) or (
+		old if _exists(local_doctype, old) else None
+	)
 	if not local:
 		raise SyncSkipped(f"the source renamed {old} to {new}; {local_doctype} {old} is not here")
-	plan = Plan("rename", local_doctype, local, old, origin, new_name=new)
+	# the entry of the old name moves to the new one (unless the new name has one already)
+	moved = entry or old_entry
+	plan = Plan(
+		"rename", local_doctype, local, old, origin, new_name=new, map_entry=moved.name if moved else None
+	)
 	plan.changes = [("name", local, new if rule.get("find_by") == "Same name" else local)]
 	return plan
 
@@ -257,12 +284,12 @@ def _resolve_links(meta, values, tables, rule, origin: str) -> bool:
 			if df.fieldtype not in _LINKS or not data.get(df.fieldname):
 				continue
 			target = df.options if df.fieldtype == "Link" else data.get(df.options)
-			if not target or target == "DocType" or not frappe.db.exists("DocType", target):
+			if not target or target == "DocType" or not _exists("DocType", target):
 				continue
 			value = data[df.fieldname]
 			local = document_map.local_name(origin, target, value) or value
 			data[df.fieldname] = local
-			if frappe.db.exists(target, local):
+			if _exists(target, local):
 				continue
 			if df.fieldname in clear:
 				data[df.fieldname] = None
@@ -282,14 +309,20 @@ def _resolve_links(meta, values, tables, rule, origin: str) -> bool:
 	return relaxed
 
 
+def _exists(doctype: str, name: str) -> bool:
+	"""Whether ``doctype`` has a document ``name`` (one indexed read; ``frappe.db.exists`` builds its
+	query through the query builder, which costs more than the read on every message of a sync)."""
+	return bool(frappe.db.sql(f"SELECT 1 FROM `tab{doctype}` WHERE name = %s", (name,)))
+
+
 def _find_local(
 	rule, origin: str, remote: str, local_doctype: str, values: dict[str, Any], entry
 ) -> str | None:
-	if entry and frappe.db.exists(local_doctype, entry.local_name):
+	if entry and _exists(local_doctype, entry.local_name):
 		return entry.local_name
 	by = rule.get("find_by") or "Same name"
 	if by == "Same name":
-		return remote if frappe.db.exists(local_doctype, remote) else None
+		return remote if _exists(local_doctype, remote) else None
 	if by == "Match fields":
 		keys = split(rule.get("match_fields"))
 		if any(values.get(k) in (None, "") for k in keys):
@@ -312,6 +345,8 @@ def _execute(plan: Plan, message: dict[str, Any], rule: dict[str, Any]) -> str:
 		doc.flags.spine_synced = True
 		doc.cancel()
 		return doc.name
+	if plan.action == "unchanged":
+		return plan.local_name
 	if plan.action == "rename":
 		if rule.get("find_by") == "Same name" and plan.new_name != plan.local_name:
 			_mark_synced(doctype, plan.local_name)
@@ -360,15 +395,42 @@ def _mark_synced(doctype: str, name: str) -> None:
 	frappe.flags.spine_synced_docs.add((doctype, name))
 
 
-def _wake(doctype: str, names: set[str]) -> None:
-	"""Messages waiting for this document are due now (in this transaction)."""
-	keys = tuple(f"{doctype}:{n}" for n in names if n)
+def wake(keys: set[str]) -> None:
+	"""Messages waiting for these documents (``DocType:name``) are due now, in this transaction."""
 	if keys:
 		frappe.db.sql(
 			"""UPDATE `tabMessage Log` SET next_attempt_at = %(now)s
 			WHERE waiting_for IN %(keys)s AND status = 'Waiting'""",
-			{"now": now_datetime(), "keys": keys},
+			{"now": now_datetime(), "keys": tuple(keys)},
 		)
+
+
+def _current(meta, name: str, tables: dict[str, list]) -> frappe._dict:
+	"""The local document's stored values and the rows of ``tables``, to compare with a message (read
+	directly: loading a whole Document costs more than the rest of applying an unchanged message)."""
+	doc = frappe.db.sql(f"SELECT * FROM `tab{meta.name}` WHERE name = %s", (name,), as_dict=True)[0]
+	for table in tables:
+		doc[table] = frappe.db.sql(
+			f"SELECT * FROM `tab{meta.get_field(table).options}` "
+			"WHERE parent = %s AND parenttype = %s AND parentfield = %s ORDER BY idx",
+			(name, meta.name, table),
+			as_dict=True,
+		)
+	return doc
+
+
+def _same(here: Any, incoming: Any) -> bool:
+	"""Whether a local value already equals the message's (a date here is the same as its text there;
+	an empty value is empty, whatever its type)."""
+	if here in (None, "") and incoming in (None, ""):
+		return True
+	return here == incoming or (here is not None and incoming is not None and str(here) == str(incoming))
+
+
+def _same_rows(current: list, incoming: list[dict[str, Any]]) -> bool:
+	return len(current) == len(incoming) and all(
+		all(_same(row.get(k), v) for k, v in new.items()) for row, new in zip(current, incoming, strict=True)
+	)
 
 
 def _shown(value: Any) -> Any:

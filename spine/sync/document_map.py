@@ -10,14 +10,18 @@ import frappe
 DOCTYPE = "Spine Document Map"
 
 
-def get(origin: str, doctype: str, remote_name: str) -> dict[str, Any] | None:
+_COLUMNS = "name, local_name, source_modified, last_message_id"
+
+
+def get(origin: str, doctype: str, remote_name: str) -> frappe._dict | None:
 	"""The map entry of a remote document, or None."""
-	return frappe.db.get_value(
-		DOCTYPE,
-		{"origin_site": origin, "document_type": doctype, "remote_name": remote_name},
-		["name", "local_name", "source_modified", "last_message_id"],
+	rows = frappe.db.sql(
+		f"SELECT {_COLUMNS} FROM `tabSpine Document Map` "
+		"WHERE origin_site = %s AND document_type = %s AND remote_name = %s",
+		(origin, doctype, remote_name),
 		as_dict=True,
 	)
+	return rows[0] if rows else None
 
 
 def local_name(origin: str, doctype: str, remote_name: str) -> str | None:
@@ -26,36 +30,29 @@ def local_name(origin: str, doctype: str, remote_name: str) -> str | None:
 
 
 def remember(origin: str, doctype: str, remote_name: str, local: str, source_modified: str | None,
-		message_id: str | None, rule: str | None) -> None:  # fmt: skip
-	"""Record (or move forward) the entry of a remote document after a message was applied."""
-	entry = get(origin, doctype, remote_name)
-	values = {
-		"local_name": local,
-		"source_modified": source_modified,
-		"last_message_id": message_id,
-		"rule": rule,
-	}
+		message_id: str | None, rule: str | None, entry: str | None = None) -> None:  # fmt: skip
+	"""Record (or, given its ``entry`` name, move forward) the entry of a remote document after a
+	message was applied. A new entry is a plain INSERT: an upsert would lock the gap around the key and
+	make two processors applying neighbouring documents wait for each other."""
+	now = frappe.utils.now_datetime()
+	values = {"name": entry or frappe.generate_hash(length=10), "now": now, "user": frappe.session.user,
+		"origin": origin, "doctype": doctype, "remote": remote_name, "local": local,
+		"source_modified": source_modified, "message_id": message_id, "rule": rule}  # fmt: skip
 	if entry:
-		frappe.db.set_value(DOCTYPE, entry.name, values, update_modified=True)
-		return
-	frappe.get_doc(
-		{
-			"doctype": DOCTYPE,
-			"origin_site": origin,
-			"document_type": doctype,
-			"remote_name": remote_name,
-			**values,
-		}
-	).insert(ignore_permissions=True)
-
-
-def rename_remote(origin: str, doctype: str, old: str, new: str, local: str | None = None) -> None:
-	"""The remote document was renamed (and, with ``local``, the local one too)."""
-	entry = get(origin, doctype, old)
-	if entry:
-		frappe.db.set_value(
-			DOCTYPE, entry.name, {"remote_name": new, **({"local_name": local} if local else {})}
+		frappe.db.sql(
+			"""UPDATE `tabSpine Document Map` SET remote_name = %(remote)s, local_name = %(local)s,
+			source_modified = %(source_modified)s, last_message_id = %(message_id)s, rule = %(rule)s,
+			modified = %(now)s, modified_by = %(user)s WHERE name = %(name)s""",
+			values,
 		)
+		return
+	frappe.db.sql(
+		"""INSERT INTO `tabSpine Document Map` (name, creation, modified, owner, modified_by, docstatus,
+			origin_site, document_type, remote_name, local_name, source_modified, last_message_id, rule)
+		VALUES (%(name)s, %(now)s, %(now)s, %(user)s, %(user)s, 0,
+			%(origin)s, %(doctype)s, %(remote)s, %(local)s, %(source_modified)s, %(message_id)s, %(rule)s)""",
+		values,
+	)
 
 
 def forget(origin: str, doctype: str, remote_name: str) -> None:

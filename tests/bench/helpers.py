@@ -40,7 +40,9 @@ def site_kafka(bootstrap: str, **extra: Any):
 	from frappe.installer import update_site_config
 
 	before = frappe.get_site_config().get("kafka")
-	conf = {"bootstrap.servers": bootstrap, "client.id": f"spine-test-{SITE}", **extra}
+	from spine.kafka.devbroker import CLIENT_SETTINGS
+
+	conf = {"bootstrap.servers": bootstrap, "client.id": f"spine-test-{SITE}", **CLIENT_SETTINGS, **extra}
 	update_site_config("kafka", conf)
 	frappe.local.conf.kafka = conf
 	try:

@@ -20,13 +20,21 @@ def rpc_sites(frappe_site, second_site, kafka_bootstrap):
 	import frappe
 	from frappe.installer import update_site_config
 
+	from spine.kafka.devbroker import CLIENT_SETTINGS
+
 	a, b = frappe_site, second_site
 	topic = unique("ask")
 	group = unique("rpc")
 	with on_site(b):
 		before_b = frappe.get_site_config().get("kafka")
 		update_site_config(
-			"kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b, "group.id": f"{group}-b"}
+			"kafka",
+			{
+				"bootstrap.servers": kafka_bootstrap,
+				"client.id": b,
+				"group.id": f"{group}-b",
+				**CLIENT_SETTINGS,
+			},
 		)
 		saved_b = frappe.get_single("Spine Consumer Config").as_dict()
 		config = frappe.get_single("Spine Consumer Config")

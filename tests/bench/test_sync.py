@@ -66,10 +66,12 @@ def both_kafka(two_sites, kafka_bootstrap):
 	import frappe
 	from frappe.installer import update_site_config
 
+	from spine.kafka.devbroker import CLIENT_SETTINGS
+
 	a, b = two_sites
 	with on_site(b):
 		before_b = frappe.get_site_config().get("kafka")
-		update_site_config("kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b})
+		update_site_config("kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b, **CLIENT_SETTINGS})
 	try:
 		with site_kafka(kafka_bootstrap):
 			yield a, b
@@ -482,3 +484,113 @@ def test_preview_says_what_a_rule_would_do_without_saving(both_kafka, configs):
 			assert not local(MASTER, m.name), "a preview saves nothing"
 	finally:
 		courier.close()
+
+
+def test_backfill_by_docstatus_brings_drafts_submitted_and_cancelled_documents_in_their_state(
+	both_kafka, configs
+):
+	import frappe
+
+	from spine.producer.backfill import BY_DOCSTATUS, backfill
+
+	a, b = both_kafka
+	producer, rule = configs
+	topic = unique("existing")
+	m = _master(unique("M"))
+	states = {}
+	for docstatus in (0, 1, 2):
+		inv = frappe.get_doc({"doctype": INVOICE, "__newname": unique("INV"), "customer": f"C{docstatus}",
+			"items": [{"master": m.name, "qty": docstatus + 1}]}).insert()  # fmt: skip
+		if docstatus:
+			inv.submit()
+		if docstatus == 2:
+			inv.cancel()
+		states[inv.name] = docstatus
+	frappe.db.commit()
+	# only now does anything publish: these documents existed before the sync was set up
+	producer(a, {"document_type": MASTER, "topic": topic, "on_insert": 1},
+		{"document_type": INVOICE, "topic": topic, "on_insert": 1, "on_submit": 1, "on_cancel": 1},
+		{"document_type": INVOICE, "topic": unique("other"), "on_insert": 1})  # fmt: skip
+	rule(b, topic=topic, source_doctype=MASTER)
+	rule(b, topic=topic, source_doctype=INVOICE, follow_submit=1)
+	courier = Courier(_bootstrap(), [topic])
+	try:
+		backfill(MASTER, {"name": m.name}, topic=topic, event=BY_DOCSTATUS)
+		backfill(INVOICE, {"name": ("in", list(states))}, topic=topic, event=BY_DOCSTATUS)
+		captured = frappe.get_all("Message Log", {"direction": "Outbound", "topic": topic}, pluck="event")
+		assert sorted(captured) == sorted(["on_update", "on_update", "on_submit", "on_submit", "on_cancel"])
+		assert not frappe.get_all(
+			"Message Log",
+			{"direction": "Outbound", "document_name": ("in", list(states)), "topic": ("!=", topic)},
+		), "only the route to the asked topic is backfilled"
+		publish()
+		with on_site(b):
+			courier.deliver(expect=5)
+			assert {n: local(INVOICE, n, "docstatus")["docstatus"] for n in states} == states
+			assert {r.status for r in inbound(topic)} == {"Processed"}, inbound(topic)
+	finally:
+		courier.close()
+
+
+@pytest.mark.slow
+def test_initial_sync_button_brings_1000_existing_documents_with_the_real_processes(both_kafka, configs):
+	import frappe
+
+	from tests.bench.helpers import BenchProcess, restore_single
+
+	a, b = both_kafka
+	producer, rule = configs
+	topic = unique("initial")
+	prefix = unique("EX")
+	names = [f"{prefix}-{i:04d}" for i in range(1000)]
+	frappe.db.delete(MASTER)  # what earlier tests left: the 1,000 below are all A has
+	for name in names:  # existing documents, from before any sync was set up
+		frappe.get_doc(
+			{"doctype": MASTER, "__newname": name, "code": name, "title": name, "price": len(name)}
+		).insert()
+	frappe.db.commit()
+	producer(a, {"document_type": MASTER, "topic": topic, "on_insert": 1, "on_update": 1})
+	rule_name = rule(b, topic=topic, source_doctype=MASTER)
+	with on_site(b):
+		saved_b = frappe.get_single("Spine Consumer Config").as_dict()
+		consumer = frappe.get_single("Spine Consumer Config")
+		consumer.enabled = 1
+		consumer.save(ignore_permissions=True)
+		frappe.db.commit()
+	queue = unique("q")
+	processes = []
+	try:
+		processes = [
+			BenchProcess("eventdispatcher", "--queue", queue),
+			BenchProcess("jsonworker", "--queue", queue),
+			BenchProcess("spine-relay"),
+			BenchProcess("worker", "--queue", "long"),  # runs the queued backfill
+			BenchProcess("eventdispatcher", "--queue", queue, site=b),
+			BenchProcess("jsonworker", "--queue", queue, site=b),
+			BenchProcess("spine-relay", site=b),
+		]
+		wait_for(lambda: "spine.sync.initial" in processes[0].output(), 60, what=processes[0].output)
+		wait_for(lambda: topic in processes[4].output(), 60, what=processes[4].output)
+		with on_site(b):
+			answer = frappe.get_doc("Spine Sync Rule", rule_name).request_initial_sync()
+			assert [r["site"] for r in answer["replies"]] == [a], answer
+			assert f"{a}: publishing 1,000" in answer["message"], answer
+
+			def synced() -> int:
+				frappe.db.rollback()
+				return frappe.db.count(MASTER, {"name": ("like", f"{prefix}-%")})
+
+			wait_for(lambda: synced() == 1000, 180, interval=1,
+				what=lambda: f"{synced()} of 1000 synced\n" + "\n".join(p.output()[-1500:] for p in processes))  # fmt: skip
+			assert local(MASTER, names[-1], "price")["price"] == len(names[-1])
+			assert {r.status for r in inbound(topic)} == {"Processed"}
+	finally:
+		for p in processes:
+			p.stop()
+		with on_site(b):
+			restore_single("Spine Consumer Config", saved_b, ("enabled",))
+		frappe.db.delete(MASTER, {"name": ("like", f"{prefix}-%")})
+		frappe.db.commit()
+		with on_site(b):
+			frappe.db.delete(MASTER, {"name": ("like", f"{prefix}-%")})
+			frappe.db.delete("Spine Document Map", {"remote_name": ("like", f"{prefix}-%")})

@@ -178,3 +178,39 @@ def test_a_partitions_next_job_waits_for_its_previous_one(redis_url):
 	SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
 	got = [(r["partition"], r["offset"]) for r in stored(conn)]
 	assert got.index((0, 0)) < got.index((0, 1)) and len(got) == 3
+
+
+def test_an_idle_pause_rests_between_polls_and_misses_nothing(kafka_bootstrap):
+	"""With ``idle_pause`` (for brokers that answer empty fetches at once) the dispatcher pauses its
+	partitions when idle; messages published while it rests are all read, in order per partition."""
+	topic = create_topic(kafka_bootstrap, 3)
+	got: list[tuple[int, int, bytes]] = []
+	rests = 0
+
+	def submit(records):
+		got.extend((r["partition"], r["offset"], record_value(r)) for r in records)
+
+	d = Dispatcher(consumer_conf(kafka_bootstrap, f"g-{topic}"), lambda: [topic], submit, idle_pause=0.02)
+	rest = d._rest
+
+	def counted_rest(consumer):
+		nonlocal rests
+		rests += 1
+		rest(consumer)
+
+	d._rest = counted_rest
+	sent = [f"m{i}".encode() for i in range(60)]
+
+	def publish_slowly():
+		time.sleep(2)  # the dispatcher is assigned and resting by now
+		for i in range(0, len(sent), 6):
+			produce(kafka_bootstrap, topic, sent[i : i + 6])
+			time.sleep(0.15)
+
+	threading.Thread(target=publish_slowly, daemon=True).start()
+	run_until(d, lambda: len(got) >= len(sent), timeout=60)
+	assert sorted(v for _, _, v in got) == sorted(sent), "every message read once"
+	for p in range(3):
+		offsets = [o for part, o, _ in got if part == p]
+		assert offsets == sorted(offsets)
+	assert rests > 3, "the dispatcher rested between the bursts"

@@ -86,6 +86,10 @@ def test_group_id_defaults_when_given_one():
 		({"bootstrap.servers": "b:1", "socket.timeout.ms": {"x": 1}}, '"socket.timeout.ms" must be a string'),
 		({"bootstrap.servers": "b:1", "consumer.min.commit.count": "many"}, "whole number"),
 		({"bootstrap.servers": "b:1", "consumer.min.commit.count": 0}, "at least 1"),
+		(
+			{"bootstrap.servers": "b:1", "spine.consumer.idle.pause.ms": -5},
+			'idle.pause.ms" must be at least 0',
+		),
 	],
 )
 def test_bad_blocks_say_what_to_fix(raw, message):

@@ -32,5 +32,6 @@ class SpineProducerConfig(Document):
 		self.set_onload("broker", broker.describe())
 
 	def clear_cache(self):
-		config_cache.forget_after_commit(config_cache.PRODUCER_ROUTES_KEY)
+		# the consumer side too: a site that publishes reads requests for an initial sync
+		config_cache.forget_after_commit(config_cache.PRODUCER_ROUTES_KEY, config_cache.CONSUMER_ROUTES_KEY)
 		return super().clear_cache()
