@@ -93,11 +93,16 @@ _queue_option = click.option(
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=500, show_default=True)
 @click.option(
-	"--event", default="on_update", show_default=True, help="Header.Event of the backfilled messages"
+	"--event",
+	default="on_update",
+	show_default=True,
+	help='Header.Event of the backfilled messages; "by docstatus": drafts as on_update, submitted '
+	"documents as on_submit, cancelled ones as on_submit then on_cancel (what a Spine Sync Rule needs)",
 )
+@click.option("--topic", default=None, help="only the Spine Producer Config rows publishing to this topic")
 @pass_context
 @_friendly_errors
-def spine_backfill(context, doctype: str, filters, batch_size: int, event: str) -> None:
+def spine_backfill(context, doctype: str, filters, batch_size: int, event: str, topic: str | None) -> None:
 	"""Publish existing documents of a configured DocType (first sync of a new consumer)."""
 	import sys
 
@@ -111,13 +116,16 @@ def spine_backfill(context, doctype: str, filters, batch_size: int, event: str) 
 					bar.length = total
 					bar.update(n - bar.pos)
 
-				done = backfill(doctype, filters, batch_size=batch_size, event=event, progress=progress)
+				done = backfill(
+					doctype, filters, batch_size=batch_size, event=event, topic=topic, progress=progress
+				)
 		else:
 			done = backfill(
 				doctype,
 				filters,
 				batch_size=batch_size,
 				event=event,
+				topic=topic,
 				progress=lambda n, total: click.echo(f"{doctype}: {n:,} of {total:,} captured"),
 			)
 		click.echo(f"{doctype}: {done:,} documents captured; the relay publishes them now")

@@ -386,8 +386,11 @@ def test_backfill_command(routes, kafka_on_site):
 	for i in range(3):
 		frappe.get_doc({"doctype": "ToDo", "description": f"{marker} {i}"}).insert()
 	frappe.db.commit()
-	topic = unique("backfill-cmd")
-	routes({"document_type": "ToDo", "topic": topic, "on_update": 1})
+	topic, other = unique("backfill-cmd"), unique("backfill-other")
+	routes(
+		{"document_type": "ToDo", "topic": topic, "on_update": 1},
+		{"document_type": "ToDo", "topic": other, "on_update": 1},
+	)
 	proc = BenchProcess(
 		"spine-backfill",
 		"ToDo",
@@ -395,11 +398,16 @@ def test_backfill_command(routes, kafka_on_site):
 		json.dumps({"description": ["like", f"{marker}%"]}),
 		"--batch-size",
 		"2",
+		"--topic",
+		topic,
+		"--event",
+		"by docstatus",
 	)
 	assert proc.proc.wait(120) == 0, proc.output()[-2000:]
 	assert "ToDo: 2 of 3 captured" in proc.output() and "ToDo: 3 documents captured" in proc.output()
 	frappe.db.rollback()
-	assert len(outbox(topic=topic)) == 3
+	assert [r.event for r in outbox(topic=topic)] == ["on_update"] * 3, "drafts as on_update"
+	assert not outbox(topic=other), "only the rows publishing to --topic"
 
 
 @pytest.mark.slow
