@@ -39,3 +39,17 @@ def reset_calls(frappe_site):
 
 	redis_cache().delete_value(CALLS_KEY)
 	yield
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_process_left_behind():
+	"""A module whose tests leave a bench process running fails: a stray relay or dispatcher of one
+	test takes another test's messages (and would keep running after the session)."""
+	from tests.bench.helpers import BenchProcess
+
+	yield
+	left = [p for p in BenchProcess.started if p.proc.poll() is None]
+	BenchProcess.started.clear()
+	for p in left:
+		p.kill()
+	assert not left, f"left running by this module's tests: {[' '.join(p.args) for p in left]}"

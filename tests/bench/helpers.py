@@ -66,8 +66,11 @@ def unique(prefix: str) -> str:
 class BenchProcess:
 	"""A ``bench --site SITE ...`` process started from the bench folder, output in a temp file."""
 
+	started: list[BenchProcess] = []  # every one, so a test module that leaves one running is caught
+
 	def __init__(self, *args: str, site: str | None = None):
 		self.args = args
+		BenchProcess.started.append(self)
 		self.log = tempfile.NamedTemporaryFile(prefix="spine-proc-", suffix=".log", delete=False)
 		self.proc = subprocess.Popen(
 			["bench", "--site", site or SITE, *args],
@@ -232,16 +235,26 @@ def as_records(topic: str, envs: list) -> list[dict]:
 
 
 def ensure_user(email: str, role: str) -> str:
-	"""A test user with one role, kept between runs (Frappe refuses to delete the last System Manager)."""
+	"""A test user with exactly this role, kept between runs (Frappe refuses to delete the last System
+	Manager). Frappe makes any enabled user a System Manager while no other user is one (the first user
+	of a fresh site), so a test System Manager is made first."""
 	import frappe
 
+	if role != "System Manager":
+		ensure_user("spine-system-manager@example.com", "System Manager")
 	if not frappe.db.exists("User", email):
 		user = frappe.get_doc(
 			{"doctype": "User", "email": email, "first_name": "Spine", "send_welcome_email": 0}
 		)
 		user.append("roles", {"role": role})
 		user.insert(ignore_permissions=True)
-		frappe.db.commit()
+	user = frappe.get_doc("User", email)
+	extra = [r.role for r in user.roles if r.role != role]
+	if extra:
+		user.remove_roles(*extra)
+	if role not in frappe.get_roles(email):
+		user.add_roles(role)
+	frappe.db.commit()
 	return email
 
 

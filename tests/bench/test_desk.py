@@ -110,9 +110,18 @@ def _open(driver, url: str, title: str, shots: str, shot: str) -> None:
 
 
 def _texts(driver, css: str) -> list[str]:
+	from selenium.common.exceptions import StaleElementReferenceException
 	from selenium.webdriver.common.by import By
 
-	return [e.text.strip() for e in driver.find_elements(By.CSS_SELECTOR, css) if e.text.strip()]
+	texts = []
+	for e in driver.find_elements(By.CSS_SELECTOR, css):
+		try:
+			text = e.text.strip()
+		except StaleElementReferenceException:  # re-rendered meanwhile: the next look sees the new one
+			continue
+		if text:
+			texts.append(text)
+	return texts
 
 
 def test_config_forms_show_the_broker_and_a_plain_connection_dialog(desk, kafka_bootstrap):
@@ -241,7 +250,8 @@ def test_retry_from_the_list(desk):
 			return frappe.db.get_value("Message Log", name, "status") == "Pending"
 
 		wait_for(retried, 30, what="the entry to be Pending after Retry")
-		time.sleep(1)
+		wait_for(lambda: "Pending" in " ".join(_texts(driver, ".list-row-container .indicator-pill")), 30,
+			what="the list to show the entry as Pending (refreshed after the action)")  # fmt: skip
 		driver.save_screenshot(os.path.join(shots, "message-log-after-retry.png"))
 	finally:
 		frappe.db.delete("Message Log", {"topic": topic})
@@ -386,7 +396,10 @@ def test_sync_rule_form_previews_a_message_and_asks_for_an_initial_sync(desk, ka
 	try:
 		with site_kafka(kafka_bootstrap):
 			_open(driver, f"{base}/app/spine-sync-rule/{rule.name}", topic, shots, "sync-rule-form.png")
-			assert "Find the local document by" in driver.page_source and "Create documents missing here" in driver.page_source
+			assert (
+				"Find the local document by" in driver.page_source
+				and "Create documents missing here" in driver.page_source
+			)
 
 			def button(label: str):
 				found = [b for b in driver.find_elements(By.CSS_SELECTOR, ".page-actions button, .page-actions a")
@@ -400,23 +413,32 @@ def test_sync_rule_form_previews_a_message_and_asks_for_an_initial_sync(desk, ka
 			field.send_keys(str(stored.name))
 			time.sleep(1)  # the link field's own lookup
 			field.send_keys(Keys.TAB)
-			next(b for b in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog .btn-primary") if b.is_displayed()).click()
+			next(
+				b
+				for b in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog .btn-primary")
+				if b.is_displayed()
+			).click()
 			result = wait_for(lambda: " ".join(_texts(driver, ".modal-dialog .spine-preview-action")), 30,
 				what=lambda: "the preview: " + driver.save_screenshot(os.path.join(shots, "sync-rule-preview-failed.png")) * "see sync-rule-preview-failed.png")  # fmt: skip
 			table = " ".join(_texts(driver, ".modal-dialog table"))
 			driver.save_screenshot(os.path.join(shots, "sync-rule-preview.png"))
 			assert result.startswith("create") and "ToDo (new)" in result, result
 			assert "description" in table and "from head office" in table, table
-			assert not frappe.db.exists("ToDo", {"description": "from head office"}), "a preview saves nothing"
+			assert not frappe.db.exists(
+				"ToDo", {"description": "from head office"}
+			), "a preview saves nothing"
 
 			driver.get(f"{base}/app/spine-sync-rule/{rule.name}")
 			wait_for(lambda: button("Initial sync"), 30, what="the Initial sync button").click()
-			wait_for(lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog .btn-primary")
-				if b.is_displayed() and b.text.strip() == "Yes"], 10, what="the confirmation")[0].click()  # fmt: skip
+			yes = wait_for(lambda: [b for b in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog .btn-primary")
+				if b.is_displayed() and b.text.strip() == "Yes"], 10, what="the confirmation")[0]  # fmt: skip
+			time.sleep(0.5)  # as a person would: Bootstrap ignores hide() while the dialog is still fading in
+			yes.click()
 			answer = wait_for(lambda: [d.text for d in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog")
 				if d.is_displayed() and "Initial sync" in d.text and "answered" in d.text], 60,
 				what="the initial sync answer")[0]  # fmt: skip
-			time.sleep(0.8)  # the confirmation's fade-out
+			wait_for(lambda: len([d for d in driver.find_elements(By.CSS_SELECTOR, ".modal-dialog") if d.is_displayed()]) == 1,
+				10, what="the confirmation to fade out")  # fmt: skip
 			driver.save_screenshot(os.path.join(shots, "sync-rule-initial-sync.png"))
 			assert "No site answered within 5 s" in answer and "spine-backfill" in answer, answer
 	finally:

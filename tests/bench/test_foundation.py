@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import uuid
+from pathlib import Path
 
 import pytest
 
@@ -129,6 +130,7 @@ def test_saving_producer_config_clears_the_cache(producer_config):
 def test_saving_consumer_config_clears_the_cache(frappe_site):
 	import frappe
 
+	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 	from spine.settings import config_cache
 
 	doc = frappe.get_single("Spine Consumer Config")
@@ -153,7 +155,12 @@ def test_saving_consumer_config_clears_the_cache(frappe_site):
 		settings = config_cache.consumer_settings()
 		assert settings["routes"]["items"]["Item"]["handlers"] == ["spine.handlers.split_paths"]
 		assert settings["routes"]["items"]["Item"]["batch"] is False
-		assert settings["topics"] == ["items"]
+		# beside the configured topic: the site's reply topic, sync rules' topics, and on a publishing
+		# site the initial-sync requests
+		expected = {"items", reply_topic(frappe.local.site), *settings["sync_rules"]}
+		if config_cache.producer_routes():
+			expected.add(INITIAL_SYNC_TOPIC)
+		assert settings["topics"] == sorted(expected)
 	finally:
 		doc = frappe.get_single("Spine Consumer Config")
 		doc.set("configs", saved)
@@ -245,6 +252,15 @@ def _root_sql(query: str, args=()) -> tuple:
 		conn.close()
 
 
+def _spine_tables() -> set[str]:
+	"""The tables Spine's DocTypes that are not Single have, read from their JSON."""
+	import spine
+
+	folder = Path(spine.__file__).parent / "spine_adapter" / "doctype"
+	docs = [json.loads(p.read_text()) for p in folder.glob("*/*.json")]
+	return {f"tab{d['name']}" for d in docs if d.get("doctype") == "DocType" and not d.get("issingle")}
+
+
 def _tables(site_db: str) -> set[str]:
 	rows = _root_sql(
 		"SELECT table_name FROM information_schema.tables WHERE table_schema=%s AND "
@@ -273,11 +289,7 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 			db_name = json.load(f)["db_name"]
 		installed = _bench("--site", site, "install-app", "spine")
 		assert installed.returncode == 0, installed.stderr[-2000:]
-		assert _tables(db_name) == {
-			"tabMessage Log",
-			"tabSpine Producer Handler Mapping",
-			"tabSpine Consumer Handler Mapping",
-		}
+		assert _tables(db_name) == _spine_tables() and "tabMessage Log" in _spine_tables()
 		listed = _bench("--site", site, "list-apps")
 		assert "spine" in listed.stdout
 		assert _root_sql(

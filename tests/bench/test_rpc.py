@@ -216,7 +216,7 @@ def test_a_request_read_after_its_deadline_is_not_handled_and_a_late_reply_is_re
 		expired = frappe.get_all("Message Log", {"direction": "Outbound", "topic": rpc_sites["topic"]},
 			pluck="message_id", order_by="name desc", limit=1)[0]  # fmt: skip
 	finally:
-		rpc_sites["processes"][2] = BenchProcess(
+		rpc_sites["processes"][3] = BenchProcess(
 			"eventdispatcher", "--queue", rpc_sites["queue"], site=rpc_sites["b"]
 		)
 	with on_site(rpc_sites["b"]):

@@ -52,6 +52,7 @@ def test_status_json_and_exit_code(frappe_site):
 			"key": "ToDo:x",
 			"origin_site": "s",
 			"message": "{}",
+			"correlation_id": None,
 		},
 	)
 	frappe.db.commit()

@@ -30,6 +30,9 @@ frappe.listview_settings["Message Log"] = {
 						message: __("{0}: {1} changed, {2} not applicable", [__(action), r.changed, r.ignored]),
 						indicator: "green",
 					});
+					// Frappe skips a refresh with the same arguments within 3 s of the last one, which
+					// would leave the old statuses on screen
+					listview.last_args = null;
 					listview.refresh();
 				});
 		};
