@@ -19,6 +19,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 log = logging.getLogger(__name__)
 
+# After an idle rest that ended because a partition has something new, the dispatcher fetches this long
+# before it may rest again, even if polls come back empty meanwhile
+NEWS_GRACE_SECONDS = 1.0
+
 Record = dict[str, Any]
 
 
@@ -112,7 +116,7 @@ class Dispatcher:
 		"""Poll until stopped (or ``max_batches`` batches were handed over, for tests)."""
 		consumer = self._consumer = Consumer(self.conf)
 		batches = 0
-		next_refresh = 0.0
+		next_refresh = no_rest_until = 0.0
 		try:
 			while not self.stopping and (max_batches is None or batches < max_batches):
 				if self.on_cycle:
@@ -128,26 +132,38 @@ class Dispatcher:
 				if good:
 					self._hand_over(consumer, good)
 					batches += 1
+					no_rest_until = 0.0
 				elif self.uncommitted:
 					self._commit(consumer)
-				elif not msgs and self.idle_pause:
-					self._rest(consumer)
+				elif (
+					not msgs
+					and self.idle_pause
+					and time.monotonic() >= no_rest_until
+					and self._rest(consumer)
+				):
+					# news is waiting: stay unpaused long enough for librdkafka to look up where to start
+					# (a pause in the middle of that lookup starts it again, so pausing at every empty
+					# poll could keep a partition from ever being fetched)
+					no_rest_until = time.monotonic() + NEWS_GRACE_SECONDS
 		finally:
 			self._close(consumer)
 
-	def _rest(self, consumer: Consumer) -> None:
+	def _rest(self, consumer: Consumer) -> bool:
 		"""Stop fetching until a partition has something new (checked every ``idle_pause`` seconds with
 		one ListOffsets request), or ``refresh_seconds`` passed. For brokers that answer an empty fetch
-		at once, which would keep librdkafka fetching in a loop at half a core."""
+		at once, which would keep librdkafka fetching in a loop at half a core. Returns whether it
+		ended because something new is there."""
 		assignment = consumer.assignment()
 		if not assignment:
-			return
+			return False
 		consumer.pause(assignment)
+		news = False
 		try:
 			until = time.monotonic() + self.refresh_seconds
 			while not self.stopping and time.monotonic() < until:
 				time.sleep(self.idle_pause)
 				if self._has_news(consumer, assignment):
+					news = True
 					break
 		finally:
 			try:
@@ -156,6 +172,7 @@ class Dispatcher:
 				log.debug("%s: resume after an idle pause: %s", self.name, e)
 				consumer.resume(consumer.assignment())
 			self._has_news(consumer, assignment)  # a request wakes librdkafka's fetcher now, not in 1 s
+		return news
 
 	def _has_news(self, consumer: Consumer, assignment: list[TopicPartition]) -> bool:
 		"""Whether any partition has messages after this consumer's position (True if unsure)."""

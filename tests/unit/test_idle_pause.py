@@ -1,0 +1,128 @@
+"""The dispatcher's idle pause against a consumer that needs time unpaused before it can fetch.
+
+librdkafka looks up where to start reading a newly assigned partition (committed offset, then the
+reset policy) in the background; pausing the partition meanwhile starts that lookup again. A
+dispatcher that paused at every empty poll could then keep such a partition from ever being read
+(seen with 100,000 messages waiting and nothing stored). A plain fake stands for that behaviour.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from confluent_kafka import TopicPartition
+
+from spine.kafka import poll_loop
+
+LOOKUP_SECONDS = 0.2  # how long the fake must stay unpaused before its first message can be fetched
+
+
+class FakeMessage:
+	def error(self):
+		return None
+
+	def topic(self):
+		return "t"
+
+	def partition(self):
+		return 0
+
+	def offset(self):
+		return 0
+
+	def key(self):
+		return b"k"
+
+	def value(self):
+		return b"v"
+
+	def headers(self):
+		return None
+
+	def timestamp(self):
+		return (0, 0)
+
+
+class SlowStartConsumer:
+	"""One partition with one message that is fetched only after LOOKUP_SECONDS unpaused in a row."""
+
+	def __init__(self, conf):
+		self.unpaused_since: float | None = time.monotonic()
+		self.delivered = False
+		self.pauses = 0
+
+	def subscribe(self, topics, on_assign=None, on_revoke=None):
+		pass
+
+	def unsubscribe(self):
+		pass
+
+	def assignment(self):
+		return [TopicPartition("t", 0)]
+
+	def pause(self, partitions):
+		self.pauses += 1
+		self.unpaused_since = None  # the lookup starts again after resume
+
+	def resume(self, partitions):
+		self.unpaused_since = time.monotonic()
+
+	def poll(self, timeout):
+		deadline = time.monotonic() + timeout
+		while time.monotonic() < deadline:
+			ready = (
+				self.unpaused_since is not None and time.monotonic() - self.unpaused_since >= LOOKUP_SECONDS
+			)
+			if ready and not self.delivered:
+				self.delivered = True
+				return FakeMessage()
+			time.sleep(0.002)
+		return None
+
+	def consume(self, num_messages, timeout):
+		return []
+
+	def offsets_for_times(self, partitions, timeout):
+		return [TopicPartition(p.topic, p.partition, 0 if self.delivered else 1) for p in partitions]
+
+	def position(self, partitions):
+		return [TopicPartition(p.topic, p.partition, -1001) for p in partitions]
+
+	def committed(self, partitions, timeout):
+		return [TopicPartition(p.topic, p.partition, -1001) for p in partitions]
+
+	def store_offsets(self, message=None):
+		pass
+
+	def commit(self, asynchronous=False):
+		pass
+
+	def close(self):
+		pass
+
+
+def test_news_is_fetched_even_when_the_start_lookup_outlasts_a_poll(monkeypatch):
+	monkeypatch.setattr(poll_loop, "Consumer", SlowStartConsumer)
+	got = []
+	d = poll_loop.Dispatcher({}, lambda: ["t"], got.extend, idle_pause=0.01, refresh_seconds=2.0)
+	runner = threading.Thread(target=d.run, daemon=True)
+	runner.start()
+	deadline = time.monotonic() + 5
+	while not got and time.monotonic() < deadline:
+		time.sleep(0.01)
+	d.stopping = True
+	runner.join(5)
+	assert got, f"the waiting message was never fetched ({d._consumer.pauses} pauses)"
+
+
+def test_an_idle_partition_with_nothing_new_is_paused(monkeypatch):
+	"""Caught up (nothing newer than what was read): the dispatcher rests instead of polling."""
+	monkeypatch.setattr(poll_loop, "Consumer", SlowStartConsumer)
+	d = poll_loop.Dispatcher({}, lambda: ["t"], lambda records: None, idle_pause=0.01, refresh_seconds=0.2)
+	runner = threading.Thread(target=d.run, daemon=True)
+	runner.start()
+	time.sleep(1.5)
+	d.stopping = True
+	runner.join(5)
+	assert d.handed_over == 1 and d._consumer.pauses >= 3
