@@ -31,6 +31,8 @@ from common import (
 	write_results,
 )
 
+from tests.bench.helpers import on_site
+
 MASTER = "Spine Bench Master"
 
 
@@ -53,7 +55,7 @@ def main() -> None:
 	run = uuid.uuid4().hex[:6]
 	sync_topic, ask_topic, group = f"bench-sync-{run}", f"bench-ask-{run}", f"bench-{run}"
 	ensure_master(frappe)
-	with on_site(frappe, site_b):
+	with on_site(site_b):
 		ensure_master(frappe)
 	procs = []
 	try:
@@ -103,7 +105,7 @@ def main() -> None:
 				frappe.db.commit()
 
 			def on_b(prefix: str) -> int:
-				with on_site(frappe, site_b):
+				with on_site(site_b):
 					return frappe.db.count(MASTER, {"name": ("like", f"{prefix}-%")})
 
 			insert_masters(f"SB{run}W", 50)
@@ -113,7 +115,7 @@ def main() -> None:
 			committed = time.perf_counter()
 			wait_until(lambda: on_b(prefix) >= args.documents, 600, "every master on site B", interval=0.2)
 			end_to_end = time.perf_counter() - committed
-			with on_site(frappe, site_b):
+			with on_site(site_b):
 				first, last, failed = frappe.db.sql(
 					"SELECT MIN(creation), MAX(done_at), SUM(status != 'Processed') FROM `tabMessage Log` "
 					"WHERE direction = 'Inbound' AND topic = %s AND document_name LIKE %s",
@@ -125,7 +127,7 @@ def main() -> None:
 			stop_process(proc)
 		frappe.db.rollback()
 		for site in (site_a, site_b):
-			with on_site(frappe, site):
+			with on_site(site):
 				frappe.db.delete(MASTER, {"name": ("like", f"SB{run}%")})
 				frappe.db.delete("Spine Document Map", {"remote_name": ("like", f"SB{run}%")})
 
@@ -179,33 +181,11 @@ def ensure_master(frappe) -> None:
 
 
 @contextmanager
-def on_site(frappe, site: str):
-	"""Work on ``site`` inside the block, then back on the site this process started on."""
-	home, sites_path = frappe.local.site, frappe.local.sites_path
-	if site == home:
-		yield
-		return
-	frappe.db.commit()
-	frappe.destroy()
-	frappe.init(site=site, sites_path=sites_path)
-	frappe.connect()
-	frappe.set_user("Administrator")
-	try:
-		yield
-	finally:
-		frappe.db.commit()
-		frappe.destroy()
-		frappe.init(site=home, sites_path=sites_path)
-		frappe.connect()
-		frappe.set_user("Administrator")
-
-
-@contextmanager
 def site_b_setup(frappe, site_b: str, bootstrap: str, group: str, sync_topic: str, ask_topic: str):
 	"""Site B on the broker, with a sync rule for the master and a responder; put back afterwards.
 	The block itself runs on site A."""
 	stack = ExitStack()
-	with on_site(frappe, site_b):
+	with on_site(site_b):
 		stack.enter_context(site_kafka(bootstrap, **{"group.id": f"{group}-b"}))
 		stack.enter_context(configs(frappe, None,
 			[{"topic": ask_topic, "document_type": "Spine Request", "event_handler": "spine.demo.answer"}],
@@ -215,7 +195,7 @@ def site_b_setup(frappe, site_b: str, bootstrap: str, group: str, sync_topic: st
 	try:
 		yield
 	finally:
-		with on_site(frappe, site_b):
+		with on_site(site_b):
 			frappe.db.delete("Spine Document Map", {"rule": rule.name})
 			frappe.delete_doc("Spine Sync Rule", rule.name, ignore_permissions=True)
 			frappe.db.commit()  # before the configs are put back, which starts with a rollback

@@ -330,6 +330,9 @@ def on_site(site: str):
 
 	home = frappe.local.site
 	sites_path = frappe.local.sites_path
+	if site == home:
+		yield
+		return
 	frappe.db.commit()
 	frappe.destroy()
 	frappe.init(site=site, sites_path=sites_path)
