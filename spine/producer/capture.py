@@ -47,19 +47,21 @@ INSERT_SQL = """
 
 def on_event(doc, method: str, *args: Any) -> None:
 	"""``doc_events["*"]`` entry: cheap for unconfigured DocTypes (one dict lookup)."""
-	if doc.doctype in _NEVER_CAPTURED or frappe.flags.in_install or frappe.flags.in_uninstall:
-		return  # app installs and uninstalls are not business events (and Spine's tables may be gone)
-	if doc.flags.spine_synced or (doc.doctype, doc.name) in (frappe.flags.spine_synced_docs or ()):
-		return  # applied here by a sync rule from another site: not published back (no ping-pong)
+	if doc.doctype in _NEVER_CAPTURED:
+		return
 	try:
 		routes = config_cache.producer_routes().get(doc.doctype)
 	except Exception:
+		if frappe.flags.in_install or frappe.flags.in_uninstall:
+			return  # Spine's own tables are being made or dropped
 		# A broken install (tables or config missing) must not stop every save on the site, and
 		# the event must not vanish either: it is logged against the document, loudly.
 		_log_unreadable_config(doc, method)
 		return
-	if not routes:
-		return
+	if not routes or frappe.flags.in_install or frappe.flags.in_uninstall:
+		return  # app installs and uninstalls are not business events
+	if doc.flags.spine_synced or (doc.doctype, doc.name) in (frappe.flags.spine_synced_docs or ()):
+		return  # applied here by a sync rule from another site: not published back (no ping-pong)
 	for route in routes:
 		if shape.wanted(doc, method, route):
 			capture(doc, method, route, args)

@@ -18,6 +18,7 @@ from spine.handlers import split_paths
 from spine.schema import SCHEMA_TOPIC, parse_field_spec
 
 PRODUCER_ROUTES_KEY = "spine:producer_routes"
+_LOCAL_PRODUCER_ROUTES = "spine_producer_routes"  # this request's or job's copy
 CONSUMER_ROUTES_KEY = "spine:consumer_routes"
 
 # Config checkbox -> Frappe doc events it captures ("update" includes updates after submit).
@@ -33,8 +34,16 @@ BECOMES_TRUE = "When the condition becomes true"
 
 
 def producer_routes() -> dict[str, list[dict[str, Any]]]:
-	"""``{doctype: [{"topic", "handler", "events"}]}`` for enabled rows; empty when publishing is off."""
-	return compat.cache().get_value(PRODUCER_ROUTES_KEY, generator=_build_producer_routes)
+	"""``{doctype: [{"topic", "handler", "events"}]}`` for enabled rows; empty when publishing is off.
+
+	Read once per request or job (kept on ``frappe.local``, as Frappe keeps its own Redis reads): the
+	capture hook asks on every save of every DocType, and Frappe's cache lookup alone costs ~10 µs.
+	"""
+	routes = getattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
+	if routes is None:
+		routes = compat.cache().get_value(PRODUCER_ROUTES_KEY, generator=_build_producer_routes)
+		setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, routes)
+	return routes
 
 
 def consumer_settings() -> dict[str, Any]:
@@ -46,6 +55,7 @@ def consumer_settings() -> dict[str, Any]:
 def forget() -> None:
 	"""Drop both cached configs, in Redis and in this process."""
 	compat.cache().delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
+	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
 
 
 def forget_after_commit(*keys: str) -> None:
@@ -55,11 +65,13 @@ def forget_after_commit(*keys: str) -> None:
 	read the old committed config and cache it again.
 	"""
 	compat.cache().delete_value(list(keys))
+	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
 	compat.after_commit(lambda: compat.cache().delete_value(list(keys)))
 
 
 def forget_local() -> None:
 	"""Drop this process's memo of the cached configs, so the next read asks Redis again."""
+	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
 	local_cache = getattr(frappe.local, "cache", None)
 	if local_cache is not None:
 		for key in (PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY):
