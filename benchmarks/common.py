@@ -14,6 +14,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from tests.bench.helpers import descendants
+
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
 	sys.path.insert(0, str(ROOT))
@@ -148,19 +150,8 @@ def wait_until(predicate, timeout: float, what: str, interval: float = 0.05):
 
 def tree_rss_kb(pid: int) -> int:
 	"""Resident memory of ``pid`` and all its descendants, in KiB (Linux /proc)."""
-	children: dict[int, list[int]] = {}
-	for entry in os.listdir("/proc"):
-		if entry.isdigit():
-			try:
-				with open(f"/proc/{entry}/stat") as f:
-					ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-			except (OSError, IndexError, ValueError):
-				continue
-			children.setdefault(ppid, []).append(int(entry))
-	total, todo = 0, [pid]
-	while todo:
-		p = todo.pop()
-		todo.extend(children.get(p, []))
+	total = 0
+	for p in {pid, *descendants(pid)}:
 		try:
 			with open(f"/proc/{p}/status") as f:
 				total += next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))

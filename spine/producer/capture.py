@@ -118,7 +118,7 @@ def capture_raw(
 		extra_header=extra_header,
 	)
 	try:
-		frappe.db.sql(INSERT_SQL, _row_values(env))
+		frappe.db.sql(INSERT_SQL, row_values(env))
 	except Exception as e:
 		if frappe.db.is_table_missing(e):
 			frappe.throw(
@@ -132,7 +132,8 @@ def capture_raw(
 	return env.message_id
 
 
-def _row_values(env: envelope.Envelope) -> dict[str, Any]:
+def row_values(env: envelope.Envelope) -> dict[str, Any]:
+	"""The parameters of ``INSERT_SQL`` for ``env``, sent from this site by the current user."""
 	return {
 		"now": now_datetime(),
 		"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",

@@ -122,18 +122,11 @@ def ensure_reply_topic() -> None:
 
 def _record(env: envelope.Envelope, delivery) -> None:
 	"""The request as a Published Outbound row of Message Log, in the caller's transaction."""
-	now = now_datetime()
+	values = capture.row_values(env)  # its CorrelationId is its own message id
+	frappe.db.sql(capture.INSERT_SQL, values)
+	# already on the broker: Published in the same transaction, so the relay never sees it Pending
 	frappe.db.sql(
-		capture.INSERT_SQL.replace("'Pending'", "'Published'"),
-		{
-			"now": now, "user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
-			"message_id": env.message_id, "doctype": env.doctype, "docname": env.docname, "event": env.event,
-			"topic": env.topic, "key": env.key, "origin_site": frappe.local.site,
-			"message": envelope.encode(env).decode(), "correlation_id": env.message_id,
-		},
-	)  # fmt: skip
-	frappe.db.sql(
-		"UPDATE `tabMessage Log` SET kafka_partition = %s, kafka_offset = %s, done_at = %s "
+		"UPDATE `tabMessage Log` SET status = 'Published', kafka_partition = %s, kafka_offset = %s, done_at = %s "
 		"WHERE message_id = %s AND direction = 'Outbound'",
-		(delivery.partition, delivery.offset, now, env.message_id),
+		(delivery.partition, delivery.offset, values["now"], env.message_id),
 	)

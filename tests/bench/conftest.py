@@ -32,6 +32,24 @@ def consumer_config(frappe_site):
 
 
 @pytest.fixture
+def routes(frappe_site):
+	"""Set Spine Producer Config rows for one test; restore the previous rows afterwards."""
+	import frappe
+
+	saved = frappe.get_single("Spine Producer Config").as_dict()
+
+	def configure(*rows: dict) -> None:
+		doc = frappe.get_single("Spine Producer Config")
+		doc.enabled = 1
+		doc.set("configs", list(rows))
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
+
+	yield configure
+	restore_single("Spine Producer Config", saved, ("enabled",))
+
+
+@pytest.fixture
 def reset_calls(frappe_site):
 	import frappe
 

@@ -100,9 +100,9 @@ class BenchProcess:
 			self.kill()
 			return -9
 		deadline = time.monotonic() + timeout
-		while [p for p in tree if _running(p)] and time.monotonic() < deadline:
+		while [p for p in tree if running(p)] and time.monotonic() < deadline:
 			time.sleep(0.2)
-		for pid in [p for p in tree if _running(p)]:
+		for pid in [p for p in tree if running(p)]:
 			with contextlib.suppress(ProcessLookupError):
 				os.kill(pid, signal.SIGKILL)
 		with contextlib.suppress(ProcessLookupError):
@@ -120,7 +120,8 @@ class BenchProcess:
 		self.proc.wait(10)
 
 
-def _running(pid: int) -> bool:
+def running(pid: int) -> bool:
+	"""Whether process ``pid`` exists and is not a zombie (Linux /proc)."""
 	try:
 		with open(f"/proc/{pid}/stat") as f:
 			return f.read().rsplit(")", 1)[1].split()[0] != "Z"

@@ -11,7 +11,7 @@ import subprocess
 
 import pytest
 
-from tests.bench.helpers import BENCH, SITE, BenchProcess, descendants, restore_single, wait_for
+from tests.bench.helpers import BENCH, SITE, BenchProcess, descendants, restore_single, running, wait_for
 
 
 @pytest.fixture
@@ -33,14 +33,6 @@ def bare_site(frappe_site):
 		frappe.db.rollback()
 		restore_single("Spine Producer Config", saved["Spine Producer Config"], ("enabled",))
 		restore_single("Spine Consumer Config", saved["Spine Consumer Config"], ("test_mode",))
-
-
-def alive(pid: int) -> bool:
-	try:
-		with open(f"/proc/{pid}/stat") as f:
-			return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-	except OSError:
-		return False
 
 
 @pytest.mark.slow
@@ -72,9 +64,9 @@ def test_spine_dev_shows_a_todo_flow_and_ctrl_c_leaves_no_process(bare_site):
 	assert code in (0, 1, -signal.SIGINT, 130), dev.output()[-2000:]
 	assert "Traceback" not in dev.output(), dev.output()[-3000:]
 	wait_for(
-		lambda: not [p for p in tree if alive(p)],
+		lambda: not [p for p in tree if running(p)],
 		20,
-		what=lambda: f"orphans: {[p for p in tree if alive(p)]}",
+		what=lambda: f"orphans: {[p for p in tree if running(p)]}",
 	)
 	assert "local broker stopped" in dev.output()
 

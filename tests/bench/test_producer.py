@@ -58,24 +58,6 @@ def test_doctype(frappe_site):
 
 
 @pytest.fixture
-def routes(frappe_site):
-	"""Set Spine Producer Config rows for one test; restore the previous rows afterwards."""
-	import frappe
-
-	saved = frappe.get_single("Spine Producer Config").as_dict()
-
-	def configure(*rows: dict) -> None:
-		doc = frappe.get_single("Spine Producer Config")
-		doc.enabled = 1
-		doc.set("configs", list(rows))
-		doc.save(ignore_permissions=True)
-		frappe.db.commit()
-
-	yield configure
-	restore_single("Spine Producer Config", saved, ("enabled",))
-
-
-@pytest.fixture
 def kafka_on_site(frappe_site, kafka_bootstrap):
 	with site_kafka(kafka_bootstrap) as conf:
 		yield conf

@@ -40,23 +40,6 @@ def shape_doctypes(frappe_site):
 	frappe.db.commit()
 
 
-@pytest.fixture
-def producer(frappe_site):
-	import frappe
-
-	saved = frappe.get_single("Spine Producer Config").as_dict()
-
-	def configure(*rows: dict) -> None:
-		doc = frappe.get_single("Spine Producer Config")
-		doc.enabled = 1
-		doc.set("configs", list(rows))
-		doc.save(ignore_permissions=True)
-		frappe.db.commit()
-
-	yield configure
-	restore_single("Spine Producer Config", saved, ("enabled",))
-
-
 def outbound(topic: str) -> list:
 	import frappe
 
@@ -74,11 +57,11 @@ def new_doc(title: str, **values):
 	return frappe.get_doc({"doctype": PARENT, "title": title, **values}).insert()
 
 
-def test_condition_decides_which_documents_are_published(shape_doctypes, producer):
+def test_condition_decides_which_documents_are_published(shape_doctypes, routes):
 	import frappe
 
 	topic = unique("cond")
-	producer(
+	routes(
 		{
 			"document_type": PARENT,
 			"topic": topic,
@@ -93,11 +76,11 @@ def test_condition_decides_which_documents_are_published(shape_doctypes, produce
 	assert closed_one.name
 
 
-def test_publish_when_the_condition_becomes_true(shape_doctypes, producer):
+def test_publish_when_the_condition_becomes_true(shape_doctypes, routes):
 	import frappe
 
 	topic = unique("becomes")
-	producer({"document_type": PARENT, "topic": topic, "on_update": 0, "condition": 'doc.status == "Closed"',
+	routes({"document_type": PARENT, "topic": topic, "on_update": 0, "condition": 'doc.status == "Closed"',
 		"condition_mode": "When the condition becomes true"})  # fmt: skip
 	doc = new_doc("flow", status="Open")
 	assert outbound(topic) == []
@@ -125,19 +108,19 @@ def test_publish_when_the_condition_becomes_true(shape_doctypes, producer):
 		({"published_fields": "items.nope"}, "has no field 'nope'"),
 	],
 )
-def test_bad_conditions_and_fields_are_refused_on_save(shape_doctypes, producer, row, says):
+def test_bad_conditions_and_fields_are_refused_on_save(shape_doctypes, routes, row, says):
 	import frappe
 
 	with pytest.raises(frappe.ValidationError, match=says):
-		producer({"document_type": PARENT, "topic": unique("bad"), "on_update": 1, **row})
+		routes({"document_type": PARENT, "topic": unique("bad"), "on_update": 1, **row})
 	frappe.db.rollback()
 
 
-def test_chosen_fields_with_and_without_child_tables(shape_doctypes, producer):
+def test_chosen_fields_with_and_without_child_tables(shape_doctypes, routes):
 	import frappe
 
 	with_rows, without_rows = unique("rows"), unique("norows")
-	producer(
+	routes(
 		{
 			"document_type": PARENT,
 			"topic": with_rows,
@@ -164,7 +147,7 @@ def test_chosen_fields_with_and_without_child_tables(shape_doctypes, producer):
 
 
 def test_schema_versions_follow_the_published_shape_and_go_to_the_schema_topic(
-	shape_doctypes, producer, kafka_bootstrap
+	shape_doctypes, routes, kafka_bootstrap
 ):
 	import frappe
 
@@ -172,7 +155,7 @@ def test_schema_versions_follow_the_published_shape_and_go_to_the_schema_topic(
 	from spine.producer import relay
 
 	topic = unique("schema")
-	producer(
+	routes(
 		{
 			"document_type": PARENT,
 			"topic": topic,
@@ -193,7 +176,7 @@ def test_schema_versions_follow_the_published_shape_and_go_to_the_schema_topic(
 	with site_kafka(kafka_bootstrap):
 		new_doc("v1")
 		frappe.db.commit()
-		producer(
+		routes(
 			{
 				"document_type": PARENT,
 				"topic": topic,
