@@ -12,7 +12,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import envelope, logs
+from spine import db_connection, envelope, logs
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
 from spine.kafka.poll_loop import Record, record_value
@@ -40,12 +40,21 @@ INLINE_PROCESS_SECONDS = 1.0
 _ROW_PARAMS = ", ".join(["%s"] * len(_COLUMNS))
 
 
-def store_batch(site: str, records: list[Record], queue_name: str | None = None) -> int:
-	"""RQ job entry (JSON args): store ``records`` for ``site``, then handle or kick; returns rows stored."""
+def store_batch(
+	site: str, records: list[Record], queue_name: str | None = None, position: dict[str, Any] | None = None
+) -> int:
+	"""RQ job entry (JSON args): store ``records`` (one partition's) for ``site``, then handle or kick.
+
+	With ``position`` (``{"group", "after"}``, from the dispatcher) the partition's stored position
+	moves past the records in the same transaction, and nothing is stored if the records do not
+	continue from it (see ``offsets.take``). Returns the rows stored.
+	"""
+	from spine.consumer import offsets
 	from spine.consumer.queue import job_site
 
 	with job_site(site):
-		stored = store(records)
+		fresh = offsets.take(position["group"], records, int(position["after"])) if position else records
+		stored = store(fresh)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the rows must be durable before processing
 		if records:  # even if all were stored before: the job that stored them may have died before handling
 			_process_or_kick(stored, queue_name)
@@ -65,11 +74,15 @@ def _process_or_kick(stored: int, queue_name: str | None) -> None:
 		try:
 			processor.process(max_seconds=INLINE_PROCESS_SECONDS)
 			done_all = not processor.has_due()
-		except Exception:
-			frappe.db.rollback()
+		except Exception as e:
+			if db_connection.is_lost(e):
+				db_connection.reconnect()
+			else:
+				frappe.db.rollback()
 			log.warning(
-				"Spine intake on %s: handling right after storing failed; kicking a processing job",
+				"Spine intake on %s: handling right after storing failed (%s); kicking a processing job",
 				frappe.local.site,
+				e,
 				exc_info=True,
 			)
 	if not done_all and queue_name:

@@ -131,8 +131,10 @@ def _site(site: str) -> Iterator[None]:
 
 
 def dispatcher_main(index: int, site: str, queue: str) -> None:
+	from spine import db_connection
 	from spine.config.kafka import redact
 	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
+	from spine.consumer.offsets import StoredPositions
 	from spine.kafka.handover import JobHandOver
 	from spine.kafka.poll_loop import Dispatcher
 	from spine.rpc import client, replies
@@ -143,21 +145,26 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 	try:
 		settings = broker.site_settings()
 		name = queue_name(queue)
-		handover = JobHandOver(json_queue(name), "spine.consumer.intake.store_batch", site)
+		group = settings.consumer["group.id"]
+		outage = db_connection.Outage(f"eventdispatcher-{index}")
 		replies_on = reply_topic(site)
 		# before subscribing: a topic made after the subscription is noticed only at a metadata refresh
 		client.ensure_reply_topic()
 		broker.ensure_topic(INITIAL_SYNC_TOPIC, "requests for an initial sync may be answered late")
 
-		def submit(records: list) -> None:
-			replies.deliver(records, replies_on)  # waiting callers get their replies now; the rows follow
-			handover(records)
+		class HandOver(JobHandOver):
+			def __call__(self, records: list, starts: dict | None = None) -> dict:
+				replies.deliver(records, replies_on)  # waiting callers get their replies now; the rows follow
+				return super().__call__(records, starts)
 
 		def topics() -> list[str]:
-			config_cache.forget_local()
-			topics = config_cache.consumer_settings()["topics"]
-			frappe.db.rollback()  # end the read transaction so the next refresh sees new config
-			return topics
+			def read() -> list[str]:
+				config_cache.forget_local()
+				topics = config_cache.consumer_settings()["topics"]
+				frappe.db.rollback()  # end the read transaction so the next refresh sees new config
+				return topics
+
+			return db_connection.call(read, outage)
 
 		consumer_conf = dict(settings.consumer)
 		if consumer_conf.get("group.instance.id"):
@@ -167,20 +174,49 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 		dispatcher = Dispatcher(
 			consumer_conf,
 			topics,
-			submit,
-			min_commit_count=settings.spine["consumer.min.commit.count"],
+			HandOver(json_queue(name), "spine.consumer.intake.store_batch", site, group),
+			StoredPositions(group, outage),
 			refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
 			name=f"eventdispatcher-{index}@{site}",
 			idle_pause=settings.spine["spine.consumer.idle.pause.ms"] / 1000,
+			on_cycle=_ProcessingWatch(name, outage) if index == 0 else None,
 		)
 		dispatcher.install_signal_handlers()
 		log.info(
 			"eventdispatcher-%s@%s: group %s on %s, handing over to RQ queue %s",
-			index, site, settings.consumer["group.id"], redact(settings.consumer)["bootstrap.servers"], name,
+			index, site, group, redact(settings.consumer)["bootstrap.servers"], name,
 		)  # fmt: skip
 		dispatcher.run()
 	finally:
 		frappe.destroy()
+
+
+class _ProcessingWatch:
+	"""Every few seconds, kick a processing pass if due Inbound rows wait: processing that stopped
+	(its job failed on a dead connection, its worker died, a retry came due) resumes without the
+	per-minute scheduler, which skips sites Frappe considers dormant."""
+
+	EVERY_SECONDS = 3.0
+
+	def __init__(self, queue_name: str, outage):
+		self.queue_name = queue_name
+		self.outage = outage
+		self.next_at = 0.0
+
+	def __call__(self) -> None:
+		import time
+
+		from spine import db_connection
+		from spine.consumer import processor
+
+		if time.monotonic() < self.next_at:
+			return
+		self.next_at = time.monotonic() + self.EVERY_SECONDS
+		try:
+			if db_connection.call(processor.has_due, self.outage):
+				processor.kick(self.queue_name)
+		except Exception as e:
+			log.debug("eventdispatcher: processing check failed: %s", e)
 
 
 def worker_main(index: int, site: str, queue: str, burst: bool) -> None:

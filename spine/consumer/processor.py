@@ -32,7 +32,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, logs
+from spine import compat, db_connection, logs
 from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
@@ -48,6 +48,7 @@ from spine.sync import rules as sync_rules
 from spine.sync.initial import INITIAL_SYNC_DOCTYPE
 
 log = logs.logger(__name__)
+_outage = db_connection.Outage("Spine processor")
 
 BATCH_SIZE = 500
 # A batch stops taking new messages after this long, so its row locks are held briefly.
@@ -57,6 +58,7 @@ MAX_RUN_SECONDS = 120
 # get a worker (the queue is first in, first out) and storing never stalls behind processing.
 JOB_RUN_SECONDS = 10.0
 PARALLEL_JOBS = 2  # processing jobs that may wait in the jsonworkers' queue at once
+KICK_SLOT_SECONDS = 10
 _QUEUED_KEY = "spine:processor:queued"
 _JOB = "spine.consumer.processor.run_job"
 
@@ -111,8 +113,11 @@ def kick(queue_name: str) -> None:
 	try:
 		cache = compat.cache()
 		for slot in range(PARALLEL_JOBS):
-			# per queue, and short-lived: a job lost with its worker blocks its slot for a minute at most
-			if cache.set(cache.make_key(f"{_QUEUED_KEY}:{queue_name}:{slot}"), 1, nx=True, ex=60):
+			# per queue, and short-lived: a job lost with its worker (or failing before it frees its
+			# slot, as when the database is away) blocks the slot for KICK_SLOT_SECONDS at most
+			if cache.set(
+				cache.make_key(f"{_QUEUED_KEY}:{queue_name}:{slot}"), 1, nx=True, ex=KICK_SLOT_SECONDS
+			):
 				json_queue(queue_name).enqueue(
 					_JOB, frappe.local.site, slot, queue_name, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
 				)
@@ -143,19 +148,32 @@ def process_scheduled() -> None:
 
 
 def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) -> int:
-	"""Handle due rows until none is left (or ``max_seconds`` passed); returns how many reached a new status."""
+	"""Handle due rows until none is left (or ``max_seconds`` passed); returns how many reached a new status.
+
+	A batch whose database connection died is handled again on a new connection: MariaDB rolled
+	its transaction back, so its messages' effects and attempts count once. Raises if the
+	database cannot be reached again (the rows stay due; the dispatcher kicks a new pass).
+	"""
 	config_cache.forget_local()
 	settings = config_cache.consumer_settings()
 	policy = retry_policy(settings)
 	deadline = time.monotonic() + max_seconds
 	finished = 0
 	while time.monotonic() < deadline:
-		names = [
-			r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": batch_size * 2})
-		]
-		if not names:
-			break
-		done = Batch(settings, policy).run(names, batch_size)
+		try:
+			names = [
+				r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": batch_size * 2})
+			]
+			if not names:
+				break
+			done = Batch(settings, policy).run(names, batch_size)
+		except Exception as e:
+			if not db_connection.is_lost(e):
+				raise
+			_outage.lost(e, "the batch's transaction is gone (it counts for nothing); handling it again")
+			db_connection.reconnect()
+			continue
+		_outage.back()
 		finished += done
 		if not done:
 			break

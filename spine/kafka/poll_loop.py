@@ -1,9 +1,12 @@
-"""The dispatcher's loop: poll Kafka in batches, hand the batch over, then commit. Plain Python.
+"""The dispatcher's loop: poll Kafka in batches, hand each batch over, commit what is stored. Plain Python.
 
-Delivery semantics (at-least-once into the hand-over): offsets are stored only after
-``submit`` returned, i.e. after Redis accepted the job, and committed after each batch and on
-shutdown or partition revocation. A crash between submit and commit redelivers the batch;
-Message Log's unique message id makes the second copy a no-op.
+Delivery semantics (at-least-once into durable storage): a message counts as consumed only once
+its durable copy exists. The hand-over (an RQ job in Redis) is not durable: Redis may lose it
+(SIGKILL between snapshots, FLUSHALL, eviction, failover). So the offsets committed to Kafka
+follow ``StoredOffsets`` (what the database holds per partition, written in the same transaction
+as the rows), never the hand-over; on assignment every partition resumes from there; and while
+running, a hand-over whose job vanished before storing makes its partition read again from the
+stored offset. A message read twice is stored once (the intake's unique message id).
 """
 
 from __future__ import annotations
@@ -12,10 +15,14 @@ import base64
 import logging
 import signal
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
+
+from spine.kafka.stored import TP, StoredOffsets
 
 log = logging.getLogger(__name__)
 
@@ -61,44 +68,74 @@ def _text_or_b64(data: bytes | None) -> tuple[str | None, bool]:
 		return base64.b64encode(data).decode(), True
 
 
+class HandOver(Protocol):
+	"""Where batches go (an RQ queue): not durable, so each batch is followed until it is stored."""
+
+	def __call__(self, records: list[Record], starts: dict[TP, int]) -> dict[TP, str]:
+		"""Hand ``records`` over; ``starts[tp]`` is the offset the partition's part of the batch
+		continues from. Returns a job id per partition; raises if nothing was accepted."""
+
+	def vanished(self, job_id: str) -> bool:
+		"""Whether the job can no longer store its messages (gone from Redis, or ended)."""
+
+	def forget(self, tp: TP) -> None:
+		"""Drop what the hand-over remembers of a partition (it is read again or moved away)."""
+
+
+@dataclass
+class _Handed:
+	after: int  # the batch continues the partition from this offset
+	until: int  # offset after its last message
+	job_id: str | None
+	at: float
+
+
 class Dispatcher:
-	"""Consume ``topics()`` with ``consumer_conf`` and hand each batch to ``submit``.
+	"""Consume ``topics()`` with ``consumer_conf``, hand batches to ``handover``, commit what ``offsets`` holds.
 
 	``topics`` is called every ``refresh_seconds`` so a config change is followed without a
-	restart. ``submit`` must return only when the batch is durable (it may raise: the batch is
-	then offered again, offsets untouched). The first SIGTERM/SIGINT/SIGQUIT finishes the
-	current batch, commits and leaves the group; a second one exits at once.
+	restart. ``handover`` may raise: the batch is then offered again. The first
+	SIGTERM/SIGINT/SIGQUIT finishes the current batch, commits what is stored and leaves the
+	group; a second one exits at once.
 	"""
 
 	def __init__(
 		self,
 		consumer_conf: dict[str, Any],
 		topics: Callable[[], Sequence[str]],
-		submit: Callable[[list[Record]], None],
+		handover: HandOver,
+		offsets: StoredOffsets,
 		*,
 		batch_size: int = 1000,
 		poll_timeout: float = 1.0,
 		refresh_seconds: float = 10.0,
-		min_commit_count: int = 1,
+		audit_seconds: float = 0.5,
 		name: str = "spine-dispatcher",
 		on_cycle: Callable[[], None] | None = None,
 		idle_pause: float = 0.0,
 	):
 		self.conf = dict(consumer_conf)
 		self.topics = topics
-		self.submit = submit
+		self.handover = handover
+		self.offsets = offsets
 		self.batch_size = batch_size
 		self.poll_timeout = poll_timeout
 		self.refresh_seconds = refresh_seconds
-		self.min_commit_count = max(1, int(min_commit_count))
+		self.audit_seconds = audit_seconds
 		self.name = name
 		self.on_cycle = on_cycle
 		self.idle_pause = idle_pause
 		self.stopping = False
 		self.subscribed: list[str] = []
-		self.uncommitted = 0
 		self.handed_over = 0
+		self.rewinds = 0  # partitions read again because a hand-over vanished
 		self._consumer: Consumer | None = None
+		self._cooperative = "cooperative" in str(self.conf.get("partition.assignment.strategy", ""))
+		self._next: dict[TP, int] = {}  # offset after the last message handed over
+		self._begun: set[TP] = set()  # partitions whose start position is recorded
+		self._outstanding: dict[TP, deque[_Handed]] = {}  # handed over, not yet stored
+		self._committed: dict[TP, int] = {}
+		self._next_audit = 0.0
 
 	def stop(self, *_: Any) -> None:
 		"""First signal: finish the batch, commit, leave. A second one exits immediately."""
@@ -130,12 +167,12 @@ class Dispatcher:
 				msgs = self._next_batch(consumer)
 				good = [m for m in msgs if not self._is_error(m)]
 				if good:
-					self._hand_over(consumer, good)
+					self._hand_over(good)
 					batches += 1
 					no_rest_until = 0.0
-				elif self.uncommitted:
-					self._commit(consumer)
-				elif (
+				if time.monotonic() >= self._next_audit:
+					self._audit(consumer)
+				if (
 					not msgs
 					and self.idle_pause
 					and time.monotonic() >= no_rest_until
@@ -151,8 +188,8 @@ class Dispatcher:
 	def _rest(self, consumer: Consumer) -> bool:
 		"""Stop fetching until a partition has something new (checked every ``idle_pause`` seconds with
 		one ListOffsets request), or ``refresh_seconds`` passed. For brokers that answer an empty fetch
-		at once, which would keep librdkafka fetching in a loop at half a core. Returns whether it
-		ended because something new is there."""
+		at once, which would keep librdkafka fetching in a loop at half a core. Hand-overs are still
+		followed meanwhile. Returns whether it ended because something new is there."""
 		assignment = consumer.assignment()
 		if not assignment:
 			return False
@@ -162,6 +199,9 @@ class Dispatcher:
 			until = time.monotonic() + self.refresh_seconds
 			while not self.stopping and time.monotonic() < until:
 				time.sleep(self.idle_pause)
+				if time.monotonic() >= self._next_audit and self._audit(consumer):
+					news = True  # a partition is read again
+					break
 				if self._has_news(consumer, assignment):
 					news = True
 					break
@@ -203,12 +243,21 @@ class Dispatcher:
 			return []
 		return [first, *consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
 
-	def _hand_over(self, consumer: Consumer, msgs: list[Message]) -> None:
+	def _hand_over(self, msgs: list[Message]) -> None:
 		records = [to_record(m) for m in msgs]
+		starts: dict[TP, int] = {}
+		ends: dict[TP, int] = {}
+		for r in records:
+			tp = (r["topic"], r["partition"])
+			starts.setdefault(tp, self._next.get(tp, r["offset"]))
+			ends[tp] = r["offset"] + 1
 		delay = 0.5
 		while True:
 			try:
-				self.submit(records)
+				if new := {tp: at for tp, at in starts.items() if tp not in self._begun}:
+					self.offsets.begin(new)  # before the hand-over: a lost first job is then noticed
+					self._begun.update(new)
+				jobs = self.handover(records, starts)
 				break
 			except Exception as e:
 				if self.stopping:
@@ -219,7 +268,7 @@ class Dispatcher:
 					)
 					raise SystemExit(1) from e
 				log.error(
-					"%s: could not hand %d messages (%s) to the queue: %s; retrying in %.1fs, offsets not committed",
+					"%s: could not hand %d messages (%s) over: %s; retrying in %.1fs, nothing committed",
 					self.name,
 					len(records),
 					_span(records),
@@ -228,28 +277,93 @@ class Dispatcher:
 				)
 				time.sleep(delay)
 				delay = min(delay * 2, 30)
-		# at-least-once: offsets are stored only after the queue accepted the job
-		for m in msgs:
-			consumer.store_offsets(message=m)
-		self.uncommitted += len(msgs)
-		self.handed_over += len(msgs)
-		if self.uncommitted >= self.min_commit_count:
-			self._commit(consumer)
+		now = time.monotonic()
+		for tp, at in starts.items():
+			self._outstanding.setdefault(tp, deque()).append(_Handed(at, ends[tp], jobs.get(tp), now))
+			self._next[tp] = ends[tp]
+		self.handed_over += len(records)
 
-	def _commit(self, consumer: Consumer) -> None:
+	def _audit(
+		self, consumer: Consumer, partitions: Sequence[TP] | None = None, *, read_again: bool = True
+	) -> bool:
+		"""Commit what is stored; read again a partition whose hand-over vanished. Returns whether
+		some partition is read again."""
+		self._next_audit = time.monotonic() + self.audit_seconds
+		tps = list(partitions) if partitions is not None else [tp for tp, q in self._outstanding.items() if q]
+		if not tps:
+			return False
 		try:
-			consumer.commit(asynchronous=False)
-			self.uncommitted = 0
-		except KafkaException as e:
-			err = e.args[0] if e.args else None
-			if isinstance(err, KafkaError) and err.code() == KafkaError._NO_OFFSET:
-				self.uncommitted = 0
-				return
+			stored = self.offsets.stored(tps)
+		except Exception as e:
 			log.warning(
-				"%s: offset commit failed (%s); will retry with the next batch (duplicates are dropped on intake)",
+				"%s: could not read the stored offsets (%s); committing nothing for now", self.name, e
+			)
+			return False
+		self._settle(stored)
+		self._commit(consumer, stored)
+		rewound = False
+		for tp in tps if read_again else ():
+			queue = self._outstanding.get(tp)
+			if not queue or not self._vanished(queue[0]):
+				continue
+			try:  # read again: the job may have stored just before it ended
+				at = self.offsets.stored([tp]).get(tp, queue[0].after)
+			except Exception:
+				continue
+			if at >= queue[0].until:
+				continue
+			rewound |= self._read_again(consumer, tp, at, queue[0])
+		return rewound
+
+	def _vanished(self, handed: _Handed) -> bool:
+		try:
+			return handed.job_id is None or self.handover.vanished(handed.job_id)
+		except Exception as e:
+			log.debug("%s: could not check job %s: %s", self.name, handed.job_id, e)
+			return False  # unknown (Redis unreachable?): look again at the next check
+
+	def _settle(self, stored: dict[TP, int]) -> None:
+		for tp, at in stored.items():
+			queue = self._outstanding.get(tp)
+			while queue and queue[0].until <= at:
+				queue.popleft()
+
+	def _read_again(self, consumer: Consumer, tp: TP, at: int, lost: _Handed) -> bool:
+		log.warning(
+			"%s: messages %s[%d]@%d-%d were handed over (job %s) but the job vanished before storing "
+			"them (Redis restarted, flushed or lost it); reading %s[%d] again from offset %d",
+			self.name, tp[0], tp[1], lost.after, lost.until - 1, lost.job_id, tp[0], tp[1], at,
+		)  # fmt: skip
+		try:
+			consumer.seek(TopicPartition(tp[0], tp[1], at))
+		except KafkaException as e:
+			log.warning("%s: could not seek %s[%d] to %d (%s); leaving it to the next assignment",
+				self.name, tp[0], tp[1], at, e)  # fmt: skip
+			return False
+		self._outstanding[tp].clear()
+		self._next[tp] = at
+		self.handover.forget(tp)
+		self.rewinds += 1
+		return True
+
+	def _commit(self, consumer: Consumer, stored: dict[TP, int]) -> None:
+		"""Commit, per partition, the stored position where it moved on (never past what is stored)."""
+		ahead = [
+			TopicPartition(t, p, at) for (t, p), at in stored.items() if at > self._committed.get((t, p), -1)
+		]
+		if not ahead:
+			return
+		try:
+			consumer.commit(offsets=ahead, asynchronous=False)
+		except KafkaException as e:
+			log.warning(
+				"%s: offset commit failed (%s); will retry at the next check (what is stored stays stored)",
 				self.name,
 				e,
 			)
+			return
+		for tp in ahead:
+			self._committed[(tp.topic, tp.partition)] = tp.offset
 
 	def _refresh_subscription(self, consumer: Consumer) -> None:
 		try:
@@ -261,25 +375,57 @@ class Dispatcher:
 			return
 		if wanted == self.subscribed:
 			return
-		if self.uncommitted:
-			self._commit(consumer)
 		if wanted:
 			consumer.subscribe(wanted, on_revoke=self._on_revoke, on_assign=self._on_assign)
 			log.info("%s: following topics %s", self.name, ", ".join(wanted))
 		else:
+			self._leave_partitions(consumer, [(tp.topic, tp.partition) for tp in consumer.assignment()])
 			consumer.unsubscribe()
 			log.warning("%s: no topics configured in Spine Consumer Config; waiting for some", self.name)
 		self.subscribed = wanted
 
 	def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-		log.info("%s: assigned %s", self.name, _partitions(partitions))
+		"""Each partition starts where the durable copy ends (Kafka's committed offset if none is known)."""
+		tps = [(p.topic, p.partition) for p in partitions]
+		try:
+			stored = self.offsets.stored(tps)
+		except Exception as e:
+			stored = {}
+			log.warning(
+				"%s: could not read the stored offsets (%s); starting from the committed offsets, which "
+				"never run ahead of them", self.name, e,
+			)  # fmt: skip
+		for p in partitions:
+			tp = (p.topic, p.partition)
+			self._outstanding.pop(tp, None)
+			self._next.pop(tp, None)
+			if tp in stored:
+				p.offset = stored[tp]
+				self._next[tp] = stored[tp]
+				self._begun.add(tp)
+		if self._cooperative:
+			consumer.incremental_assign(partitions)
+		else:
+			consumer.assign(partitions)
+		log.info(
+			"%s: assigned %s", self.name,
+			", ".join(f"{t}[{p}]" + (f" from stored offset {stored[(t, p)]}" if (t, p) in stored else "")
+				for t, p in tps) or "none",
+		)  # fmt: skip
 
 	def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-		log.info(
-			"%s: partitions %s revoked; committing what was handed over", self.name, _partitions(partitions)
-		)
-		if self.uncommitted:
-			self._commit(consumer)
+		log.info("%s: partitions %s revoked; committing what is stored", self.name, _partitions(partitions))
+		self._leave_partitions(consumer, [(p.topic, p.partition) for p in partitions])
+
+	def _leave_partitions(self, consumer: Consumer, tps: list[TP]) -> None:
+		if tps:
+			self._audit(consumer, tps, read_again=False)
+		for tp in tps:
+			self._outstanding.pop(tp, None)
+			self._next.pop(tp, None)
+			self._committed.pop(tp, None)
+			self._begun.discard(tp)
+			self.handover.forget(tp)
 
 	def _is_error(self, msg: Message) -> bool:
 		err = msg.error()
@@ -291,8 +437,7 @@ class Dispatcher:
 
 	def _close(self, consumer: Consumer) -> None:
 		try:
-			if self.uncommitted:
-				self._commit(consumer)
+			self._audit(consumer, list(self._outstanding), read_again=False)
 		finally:
 			consumer.close()  # leaves the group, so the partitions move to the others at once
 			log.info("%s: stopped after handing over %d messages", self.name, self.handed_over)

@@ -25,7 +25,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, envelope, logs
+from spine import compat, db_connection, envelope, logs
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.producer import shape
@@ -101,21 +101,24 @@ def serve(site: str) -> None:
 		publisher = shared_publisher(broker.check_reachable().producer)  # refuses to start without a broker
 		log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
 		last_scan = 0.0
+		outage = db_connection.Outage(f"spine-relay@{site}")
 		while not stop.requested:
 			cache.set(alive, os.getpid(), ex=ALIVE_SECONDS)
 			woken = cache.blpop([wake], timeout=IDLE_WAIT_SECONDS) is not None
 			if not woken and time.monotonic() - last_scan < RETRY_SCAN_SECONDS:
 				continue
 			last_scan = time.monotonic()
-			frappe.db.rollback()  # a fresh snapshot: rows committed since the last pass must be visible
-			published = drain(publisher)
-			if woken and not published and not compat.has_after_commit():
-				# Frappe v14 kicks just before COMMIT: look again once the transaction is visible
-				for pause in (0.02, 0.1, 0.5):
-					time.sleep(pause)
-					frappe.db.rollback()
-					if drain(publisher):
-						break
+			try:
+				_pass(publisher, woken)
+			except Exception as e:
+				if not db_connection.is_lost(e):
+					raise
+				# the pass's transaction is gone: rows it published but could not mark stay Pending and are
+				# published again (the consumer drops the copy by message id)
+				outage.lost(e, f"reconnecting and publishing again within {RETRY_SCAN_SECONDS:.0f}s")
+				last_scan = 0.0 if _try_reconnect() else time.monotonic()
+				continue
+			outage.back()
 	finally:
 		try:
 			compat.cache().delete_value(_ALIVE_KEY)
@@ -123,6 +126,26 @@ def serve(site: str) -> None:
 			frappe.destroy()
 			if publisher is not None:
 				log.info("spine-relay@%s: stopped", site)
+
+
+def _pass(publisher: Publisher, woken: bool) -> None:
+	frappe.db.rollback()  # a fresh snapshot: rows committed since the last pass must be visible
+	published = drain(publisher)
+	if woken and not published and not compat.has_after_commit():
+		# Frappe v14 kicks just before COMMIT: look again once the transaction is visible
+		for pause in (0.02, 0.1, 0.5):
+			time.sleep(pause)
+			frappe.db.rollback()
+			if drain(publisher):
+				break
+
+
+def _try_reconnect() -> bool:
+	try:
+		db_connection.reconnect()
+		return True
+	except Exception:
+		return False  # the server is still away: the next retry scan tries again
 
 
 class _StopFlag:

@@ -18,7 +18,7 @@ from spine.config.kafka import split_kafka_conf
 from spine.kafka.handover import JobHandOver, json_queue
 from spine.kafka.poll_loop import Dispatcher, record_value
 from tests.conftest import create_topic
-from tests.integration.rq_jobs import RESULTS_KEY
+from tests.integration.rq_jobs import RESULTS_KEY, Direct, RedisPositions
 
 JOB = "tests.integration.rq_jobs.store"
 
@@ -63,19 +63,29 @@ def stored(conn) -> list[dict]:
 	return [json.loads(x) for x in conn.lrange(RESULTS_KEY, 0, -1)]
 
 
-def test_batches_become_json_jobs_and_offsets_commit_after_redis(kafka_bootstrap, redis_url):
+def test_batches_become_json_jobs_and_offsets_commit_only_once_stored(kafka_bootstrap, redis_url):
 	conn = redis.Redis.from_url(redis_url)
 	topic = create_topic(kafka_bootstrap, 3)
 	values = [f'{{"n": {i}}}'.encode() for i in range(500)] + [b"\xff\xfe binary \x00"]
 	produce(kafka_bootstrap, topic, values)
 	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)
-	handover = JobHandOver(queue, JOB, "site1.local")
 	group = f"g-{topic}"
+	handover = JobHandOver(queue, JOB, "site1.local", group)
 	d = Dispatcher(
-		consumer_conf(kafka_bootstrap, group), lambda: [topic], handover, batch_size=100, poll_timeout=0.2
+		consumer_conf(kafka_bootstrap, group),
+		lambda: [topic],
+		handover,
+		RedisPositions(group, conn),
+		batch_size=100,
+		poll_timeout=0.2,
 	)
-	run_until(d, lambda: d.handed_over >= len(values))
-	assert d.handed_over == len(values)
+	t = threading.Thread(target=d.run, daemon=True)
+	t.start()
+	wait_for(lambda: d.handed_over >= len(values))
+	time.sleep(1.5)  # several audits: jobs wait in Redis, nothing is stored
+	assert all(
+		o <= 0 for o in committed(kafka_bootstrap, group, topic).values()
+	), "offsets must not be committed past what is stored while the messages are only in Redis"
 
 	# jobs are plain JSON in Redis: no pickles
 	job_ids = queue.job_ids
@@ -95,35 +105,174 @@ def test_batches_become_json_jobs_and_offsets_commit_after_redis(kafka_bootstrap
 		for p in range(3)
 		if any(r["partition"] == p for r in got)
 	}
-	assert {p: o for p, o in committed(kafka_bootstrap, group, topic).items() if p in ends} == ends
+	# the running dispatcher commits what is stored now
+	wait_for(lambda: {p: o for p, o in committed(kafka_bootstrap, group, topic).items() if p in ends} == ends)
+	d.stop()
+	t.join(30)
+	assert d.rewinds == 0, "jobs that wait in Redis are not read again"
+
+
+def wait_for(condition, timeout=30):
+	deadline = time.monotonic() + timeout
+	while not condition() and time.monotonic() < deadline:
+		time.sleep(0.1)
+	assert condition(), "condition not reached in time"
+
+
+def run_dispatcher(kafka_bootstrap, topic, group, handover, positions, **kw):
+	d = Dispatcher(
+		consumer_conf(kafka_bootstrap, group), lambda: [topic], handover, positions, poll_timeout=0.2, **kw
+	)
+	t = threading.Thread(target=d.run, daemon=True)
+	t.start()
+	return d, t
+
+
+def stop(d, t):
+	d.stop()
+	t.join(30)
+	assert not t.is_alive()
+
+
+def stored_once(conn, topic, n):
+	got = [(r["partition"], r["offset"]) for r in stored(conn) if r["topic"] == topic]
+	assert len(got) == len(set(got)), "a message was stored twice"
+	assert len(got) == n, f"{len(got)} of {n} messages stored"
+	for p in {p for p, _ in got}:
+		offsets = [o for part, o in got if part == p]
+		assert offsets == sorted(offsets), "stored out of offset order"
+
+
+def test_jobs_flushed_from_redis_are_read_again_without_a_restart(kafka_bootstrap, redis_url):
+	"""FLUSHDB while the workers are stopped: the running dispatcher notices that its jobs vanished
+	and reads their messages again from what is stored; every message is stored once."""
+	conn = redis.Redis.from_url(redis_url)
+	topic = create_topic(kafka_bootstrap, 3)
+	produce(kafka_bootstrap, topic, [f'{{"n": {i}}}'.encode() for i in range(300)])
+	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)
+	group = f"g-{topic}"
+	d, t = run_dispatcher(kafka_bootstrap, topic, group, JobHandOver(queue, JOB, "s", group),
+		RedisPositions(group, conn), batch_size=50)  # fmt: skip
+	try:
+		wait_for(lambda: d.handed_over >= 300)
+		positions = conn.hgetall("spine-test:positions")
+		conn.flushdb()  # what FLUSHALL, an eviction or a failover to an empty replica does to the jobs
+		conn.hset("spine-test:positions", mapping=positions)  # the database (here: a hash) keeps its rows
+		wait_for(lambda: d.rewinds >= 1 and d.handed_over >= 600)
+		SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
+		stored_once(conn, topic, 300)
+		wait_for(lambda: sum(committed(kafka_bootstrap, group, topic).values()) == 300)
+	finally:
+		stop(d, t)
+
+
+def test_a_restarted_dispatcher_resumes_from_what_is_stored_not_from_kafka(kafka_bootstrap, redis_url):
+	"""Jobs lost while no dispatcher runs: the next one starts each partition at its stored
+	position, so messages whose jobs were lost are read again."""
+	conn = redis.Redis.from_url(redis_url)
+	topic = create_topic(kafka_bootstrap, 2)
+	produce(kafka_bootstrap, topic, [b"{}"] * 100)
+	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)
+	group = f"g-{topic}"
+	positions = RedisPositions(group, conn)
+	d, t = run_dispatcher(kafka_bootstrap, topic, group, JobHandOver(queue, JOB, "s", group), positions)
+	wait_for(lambda: d.handed_over >= 100)
+	stop(d, t)
+	saved = conn.hgetall("spine-test:positions")
+	conn.flushdb()
+	conn.hset("spine-test:positions", mapping=saved)
+	# an offset committed past the stored position (as the previous release did) must not win
+	c = Consumer(consumer_conf(kafka_bootstrap, group))
+	c.commit(offsets=[TopicPartition(topic, p, 50) for p in range(2)], asynchronous=False)
+	c.close()
+	d, t = run_dispatcher(kafka_bootstrap, topic, group, JobHandOver(queue, JOB, "s", group), positions)
+	try:
+		wait_for(lambda: d.handed_over >= 100)
+		SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
+		stored_once(conn, topic, 100)
+	finally:
+		stop(d, t)
+
+
+def test_a_job_taken_off_the_queue_by_a_worker_that_died_is_read_again(kafka_bootstrap, redis_url):
+	"""A worker killed between taking a job and registering it (rq 1.14) leaves the job queued but
+	nowhere: the dispatcher notices and reads its messages again."""
+	conn = redis.Redis.from_url(redis_url)
+	topic = create_topic(kafka_bootstrap, 1)
+	produce(kafka_bootstrap, topic, [b"{}"] * 20)
+	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)
+	group = f"g-{topic}"
+	d, t = run_dispatcher(kafka_bootstrap, topic, group, JobHandOver(queue, JOB, "s", group),
+		RedisPositions(group, conn))  # fmt: skip
+	try:
+		wait_for(lambda: d.handed_over >= 20)
+		taken = conn.lpop(queue.key)  # the worker took it ... and died before registering it
+		assert taken
+		wait_for(lambda: d.rewinds >= 1 and d.handed_over >= 40)
+		SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
+		stored_once(conn, topic, 20)
+	finally:
+		stop(d, t)
+
+
+def test_two_dispatchers_sharing_the_partitions_store_everything_once(kafka_bootstrap, redis_url):
+	"""A second dispatcher joins while the first one's jobs wait: partitions move, each resumes
+	from what is stored, and after the workers run every message is stored once."""
+	conn = redis.Redis.from_url(redis_url)
+	topic = create_topic(kafka_bootstrap, 4)
+	produce(kafka_bootstrap, topic, [f"{i}".encode() for i in range(400)], keys=[f"k{i}" for i in range(400)])
+	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)
+	group = f"g-{topic}"
+	a, ta = run_dispatcher(kafka_bootstrap, topic, group, JobHandOver(queue, JOB, "s", group),
+		RedisPositions(group, conn), batch_size=20)  # fmt: skip
+	try:
+		wait_for(lambda: a.handed_over >= 100)
+		b, tb = run_dispatcher(kafka_bootstrap, topic, group, JobHandOver(queue, JOB, "s", group),
+			RedisPositions(group, conn), batch_size=20)  # fmt: skip
+		try:
+			wait_for(lambda: len(b._next) > 0, timeout=60)  # b was given partitions
+			produce(kafka_bootstrap, topic, [b"late"] * 100, keys=[f"k{i}" for i in range(100)])
+			wait_for(lambda: a.handed_over + b.handed_over >= 500, timeout=60)
+			SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
+			stored_once(conn, topic, 500)
+			wait_for(lambda: sum(committed(kafka_bootstrap, group, topic, 4).values()) == 500, timeout=60)
+		finally:
+			stop(b, tb)
+	finally:
+		stop(a, ta)
 
 
 def test_a_failing_hand_over_is_retried_and_nothing_is_committed_before(kafka_bootstrap, redis_url):
 	topic = create_topic(kafka_bootstrap, 1)
 	produce(kafka_bootstrap, topic, [b'{"a": 1}', b'{"a": 2}'])
 	group = f"g-{topic}"
-	attempts, commits_seen = [], []
+	commits_seen = []
 
-	def flaky_submit(records):
-		attempts.append(len(records))
-		commits_seen.append(committed(kafka_bootstrap, group, topic, 1)[0])
-		if len(attempts) < 3:
-			raise ConnectionError("redis is down")
+	class Flaky(Direct):
+		def __call__(self, records, starts):
+			commits_seen.append(committed(kafka_bootstrap, group, topic, 1)[0])
+			return super().__call__(records, starts)
 
-	d = Dispatcher(consumer_conf(kafka_bootstrap, group), lambda: [topic], flaky_submit, poll_timeout=0.2)
-	run_until(d, lambda: d.handed_over >= 2, timeout=30)
-	assert len(attempts) >= 3 and all(n == attempts[0] for n in attempts), "the same batch is offered again"
-	assert all(c < 0 for c in commits_seen), "no offset is committed before the hand-over succeeds"
-	assert committed(kafka_bootstrap, group, topic, 1)[0] == 2
+	handover = Flaky(group=group, fail=2)
+	d, t = run_dispatcher(kafka_bootstrap, topic, group, handover, RedisPositions(group))
+	try:
+		wait_for(lambda: d.handed_over >= 2)
+		assert handover.calls >= 3, "the batch was offered again after each failure"
+		assert all(c < 0 for c in commits_seen), "no offset is committed before the hand-over succeeds"
+		wait_for(lambda: committed(kafka_bootstrap, group, topic, 1)[0] == 2)
+	finally:
+		stop(d, t)
+	assert len(handover.seen) == 2, "the batch was taken once, whole"
 
 
-def test_stop_commits_and_leaves_so_another_member_takes_over_at_once(kafka_bootstrap):
+def test_stop_commits_and_leaves_so_another_member_takes_over_at_once(kafka_bootstrap, redis_url):
 	topic = create_topic(kafka_bootstrap, 3)
 	produce(kafka_bootstrap, topic, [b"{}"] * 30)
 	group = f"g-{topic}"
 	d = Dispatcher(
-		consumer_conf(kafka_bootstrap, group), lambda: [topic], lambda recs: None, poll_timeout=0.2
-	)
+		consumer_conf(kafka_bootstrap, group), lambda: [topic], Direct(group=group), RedisPositions(group),
+		poll_timeout=0.2,
+	)  # fmt: skip
 	run_until(d, lambda: d.handed_over >= 30)
 	assert sum(committed(kafka_bootstrap, group, topic).values()) == 30
 	# the group was left cleanly: a new member is assigned all partitions quickly
@@ -137,19 +286,47 @@ def test_stop_commits_and_leaves_so_another_member_takes_over_at_once(kafka_boot
 	assert sorted(assigned) == [0, 1, 2]
 
 
+class _Topics:
+	"""The topics of the handed-over records, in order of first appearance, as a list."""
+
+	def __init__(self, records):
+		self.records = records
+
+	def __contains__(self, topic):
+		return any(r["topic"] == topic for r in self.records)
+
+	def __eq__(self, other):
+		return list(dict.fromkeys(r["topic"] for r in self.records)) == other
+
+
+class _Seen:
+	"""(partition, offset, value) of the handed-over records."""
+
+	def __init__(self, records):
+		self.records = records
+
+	def __len__(self):
+		return len(self.records)
+
+	def __iter__(self):
+		return iter([(r["partition"], r["offset"], record_value(r)) for r in self.records])
+
+
 def test_subscription_follows_the_configured_topics(kafka_bootstrap, redis_url):
 	first, second = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
 	produce(kafka_bootstrap, first, [b'{"t": 1}'])
 	produce(kafka_bootstrap, second, [b'{"t": 2}'])
 	wanted = [first]
-	seen: list[str] = []
+	records: list = []
 	d = Dispatcher(
 		consumer_conf(kafka_bootstrap, f"g-{first}"),
 		lambda: list(wanted),
-		lambda recs: seen.extend(r["topic"] for r in recs),
+		Direct(group=f"g-{first}", seen=records),
+		RedisPositions(f"g-{first}"),
 		poll_timeout=0.2,
 		refresh_seconds=0.2,
 	)
+	seen = _Topics(records)
 	t = threading.Thread(target=d.run, daemon=True)
 	t.start()
 	deadline = time.monotonic() + 20
@@ -166,31 +343,33 @@ def test_subscription_follows_the_configured_topics(kafka_bootstrap, redis_url):
 def test_a_partitions_next_job_waits_for_its_previous_one(redis_url):
 	conn = redis.Redis.from_url(redis_url)
 	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)
-	handover = JobHandOver(queue, JOB, "s")
+	handover = JobHandOver(queue, JOB, "s", "g")
 
 	def rec(p, o):
 		return {"topic": "t", "partition": p, "offset": o, "key": None, "value": "{}", "value_b64": False}
 
-	first_ids = handover([rec(0, 0), rec(1, 0)])
-	second_ids = handover([rec(0, 1)])
-	second = Job.fetch(second_ids[0], connection=conn, serializer=JSONSerializer)
-	assert second.get_status() == JobStatus.DEFERRED and second._dependency_ids == [first_ids[0]]
+	first_ids = handover([rec(0, 0), rec(1, 0)], {("t", 0): 0, ("t", 1): 0})
+	second_ids = handover([rec(0, 1)], {("t", 0): 1})
+	second = Job.fetch(second_ids[("t", 0)], connection=conn, serializer=JSONSerializer)
+	assert second.get_status() == JobStatus.DEFERRED and second._dependency_ids == [first_ids[("t", 0)]]
 	SimpleWorker([queue], connection=conn, serializer=JSONSerializer).work(burst=True)
 	got = [(r["partition"], r["offset"]) for r in stored(conn)]
 	assert got.index((0, 0)) < got.index((0, 1)) and len(got) == 3
 
 
-def test_an_idle_pause_rests_between_polls_and_misses_nothing(kafka_bootstrap):
+def test_an_idle_pause_rests_between_polls_and_misses_nothing(kafka_bootstrap, redis_url):
 	"""With ``idle_pause`` (for brokers that answer empty fetches at once) the dispatcher pauses its
 	partitions when idle; messages published while it rests are all read, in order per partition."""
 	topic = create_topic(kafka_bootstrap, 3)
-	got: list[tuple[int, int, bytes]] = []
 	rests = 0
 
-	def submit(records):
-		got.extend((r["partition"], r["offset"], record_value(r)) for r in records)
-
-	d = Dispatcher(consumer_conf(kafka_bootstrap, f"g-{topic}"), lambda: [topic], submit, idle_pause=0.02)
+	records: list = []
+	got = _Seen(records)
+	group = f"g-{topic}"
+	d = Dispatcher(
+		consumer_conf(kafka_bootstrap, group), lambda: [topic], Direct(group=group, seen=records),
+		RedisPositions(group), idle_pause=0.02,
+	)  # fmt: skip
 	rest = d._rest
 
 	def counted_rest(consumer):

@@ -92,34 +92,58 @@ class SlowStartConsumer:
 	def committed(self, partitions, timeout):
 		return [TopicPartition(p.topic, p.partition, -1001) for p in partitions]
 
-	def store_offsets(self, message=None):
-		pass
-
-	def commit(self, asynchronous=False):
+	def commit(self, offsets=None, asynchronous=False):
 		pass
 
 	def close(self):
 		pass
 
 
+class StoredAtOnce:
+	"""A hand-over and stored positions in one: what is handed over is stored."""
+
+	def __init__(self):
+		self.records: list = []
+		self.at: dict = {}
+
+	def __call__(self, records, starts):
+		self.records.extend(records)
+		for r in records:
+			self.at[(r["topic"], r["partition"])] = r["offset"] + 1
+		return {tp: "job" for tp in self.at}
+
+	def vanished(self, job_id):
+		return True
+
+	def forget(self, tp):
+		pass
+
+	def stored(self, partitions):
+		return {tp: self.at[tp] for tp in partitions if tp in self.at}
+
+	def begin(self, starts):
+		pass
+
+
 def test_news_is_fetched_even_when_the_start_lookup_outlasts_a_poll(monkeypatch):
 	monkeypatch.setattr(poll_loop, "Consumer", SlowStartConsumer)
-	got = []
-	d = poll_loop.Dispatcher({}, lambda: ["t"], got.extend, idle_pause=0.01, refresh_seconds=2.0)
+	got = StoredAtOnce()
+	d = poll_loop.Dispatcher({}, lambda: ["t"], got, got, idle_pause=0.01, refresh_seconds=2.0)
 	runner = threading.Thread(target=d.run, daemon=True)
 	runner.start()
 	deadline = time.monotonic() + 5
-	while not got and time.monotonic() < deadline:
+	while not got.records and time.monotonic() < deadline:
 		time.sleep(0.01)
 	d.stopping = True
 	runner.join(5)
-	assert got, f"the waiting message was never fetched ({d._consumer.pauses} pauses)"
+	assert got.records, f"the waiting message was never fetched ({d._consumer.pauses} pauses)"
 
 
 def test_an_idle_partition_with_nothing_new_is_paused(monkeypatch):
 	"""Caught up (nothing newer than what was read): the dispatcher rests instead of polling."""
 	monkeypatch.setattr(poll_loop, "Consumer", SlowStartConsumer)
-	d = poll_loop.Dispatcher({}, lambda: ["t"], lambda records: None, idle_pause=0.01, refresh_seconds=0.2)
+	done = StoredAtOnce()
+	d = poll_loop.Dispatcher({}, lambda: ["t"], done, done, idle_pause=0.01, refresh_seconds=0.2)
 	runner = threading.Thread(target=d.run, daemon=True)
 	runner.start()
 	time.sleep(1.5)

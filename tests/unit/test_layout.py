@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
 		"spine.kafka",
 	),
 	("spine.compat", "spine.logs"),
+	("spine.db_connection",),
 	("spine.settings",),
 	("spine.producer",),
 	("spine.rpc",),

@@ -1,0 +1,42 @@
+"""Where a partition's durable copy ends, and the one rule that moves it. Plain Python.
+
+A consumer group's position per partition is "stored up to": the offset of the next message to
+store. It moves only over a batch that continues from it, so everything before it is stored.
+The dispatcher commits Kafka offsets up to it and resumes from it; the intake moves it in the
+transaction that stores the rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+TP = tuple[str, int]
+"""A partition: (topic, partition)."""
+
+
+class StoredOffsets(Protocol):
+	"""The durable copy's position per partition."""
+
+	def stored(self, partitions: Sequence[TP]) -> dict[TP, int]:
+		"""Positions of those of ``partitions`` that have one (read afresh each call)."""
+
+	def begin(self, starts: dict[TP, int]) -> None:
+		"""Record where reading starts for partitions that have no position yet (durably)."""
+
+
+def continuation(
+	records: Sequence[dict[str, Any]], after: int, stored_at: int
+) -> tuple[list[dict[str, Any]], int | None]:
+	"""What to store of one partition's ``records`` (which continue the partition from ``after``)
+	when it is stored up to ``stored_at``, and the new position (None: it stays).
+
+	Nothing is stored when the records do not continue from the stored position (something before
+	them was lost: storing them would leave a hole) or when all of them are stored already.
+	"""
+	if not records or after > stored_at:
+		return [], None
+	until = records[-1]["offset"] + 1
+	if until <= stored_at:
+		return [], None
+	return [r for r in records if r["offset"] >= stored_at], until
