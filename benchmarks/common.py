@@ -14,7 +14,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.bench.helpers import descendants
+from tests.bench.helpers import bench_command, bench_cwd, descendants
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -118,8 +118,8 @@ def start_process(*args: str, site: str | None = None) -> subprocess.Popen:
 	temp file."""
 	log = tempfile.NamedTemporaryFile(prefix="spine-bench-", suffix=".log", delete=False)
 	proc = subprocess.Popen(
-		["bench", "--site", site or os.environ["SPINE_SITE"], *args],
-		cwd=os.environ["SPINE_BENCH"],
+		bench_command(*args, site=site or os.environ["SPINE_SITE"]),
+		cwd=bench_cwd(),
 		stdout=log,
 		stderr=subprocess.STDOUT,
 		start_new_session=True,

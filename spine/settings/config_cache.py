@@ -59,14 +59,21 @@ def forget() -> None:
 
 
 def forget_after_commit(*keys: str) -> None:
-	"""Drop ``keys`` now and again once the saving transaction commits.
+	"""Drop ``keys`` (in Redis and this process's memo) now, and again when the saving transaction
+	commits or rolls back.
 
-	The second delete matters: between the first one and the commit, another process can
-	read the old committed config and cache it again.
+	The second drop matters: until the commit, another process can read the old committed config
+	and cache it again, and a read in this transaction (a Version row's capture hook, the consumer
+	settings) caches the new, uncommitted config, which a rollback makes wrong.
 	"""
+	_forget(keys)
+	compat.after_commit(lambda: _forget(keys))
+	compat.after_rollback(lambda: _forget(keys))
+
+
+def _forget(keys: tuple[str, ...]) -> None:
 	compat.cache().delete_value(list(keys))
 	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
-	compat.after_commit(lambda: compat.cache().delete_value(list(keys)))
 
 
 def forget_local() -> None:

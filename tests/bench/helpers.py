@@ -59,12 +59,29 @@ def redis_cache():
 	return compat.cache()
 
 
+def bench_command(*args: str, site: str | None = None) -> list[str]:
+	"""The command line of ``bench --site SITE ARGS`` on the bench SPINE_BENCH names, run from its
+	``sites`` folder (``BENCH_CWD``): the bench's own Python runs Frappe's command line, as the bench
+	CLI does, so no ``bench`` needs to be on PATH. Without ``--site`` when ``site`` is ``""``."""
+	bench = os.environ.get("SPINE_BENCH", BENCH)
+	chosen = SITE if site is None else site
+	return [
+		os.path.join(bench, "env", "bin", "python"), "-m", "frappe.utils.bench_helper", "frappe",
+		*(["--site", chosen] if chosen else []), *args,
+	]  # fmt: skip
+
+
+def bench_cwd() -> str:
+	"""Where ``bench_command`` runs: the bench's ``sites`` folder."""
+	return os.path.join(os.environ.get("SPINE_BENCH", BENCH), "sites")
+
+
 def unique(prefix: str) -> str:
 	return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 class BenchProcess:
-	"""A ``bench --site SITE ...`` process started from the bench folder, output in a temp file."""
+	"""A ``bench --site SITE ...`` process of the SPINE_BENCH bench, output in a temp file."""
 
 	started: list[BenchProcess] = []  # every one, so a test module that leaves one running is caught
 
@@ -73,8 +90,8 @@ class BenchProcess:
 		BenchProcess.started.append(self)
 		self.log = tempfile.NamedTemporaryFile(prefix="spine-proc-", suffix=".log", delete=False)
 		self.proc = subprocess.Popen(
-			["bench", "--site", site or SITE, *args],
-			cwd=BENCH,
+			bench_command(*args, site=site or SITE),
+			cwd=bench_cwd(),
 			stdout=self.log,
 			stderr=subprocess.STDOUT,
 			start_new_session=True,

@@ -282,6 +282,29 @@ def lag_unknown(frappe_site):
 			restore_single("Spine Consumer Config", saved)
 
 
+@pytest.fixture
+def nothing_consumed(frappe_site):
+	"""No topic read for the test's duration (on a site used before, some are): Spine Consumer Config
+	off and empty, Spine Producer Config off (a publishing site reads initial-sync requests)."""
+	import frappe
+
+	from tests.bench.helpers import restore_single
+
+	saved = {d: frappe.get_single(d).as_dict() for d in ("Spine Consumer Config", "Spine Producer Config")}
+	for doctype in saved:
+		doc = frappe.get_single(doctype)
+		doc.enabled = 0
+		if doctype == "Spine Consumer Config":
+			doc.set("configs", [])
+		doc.save(ignore_permissions=True)
+	frappe.db.commit()
+	try:
+		yield
+	finally:
+		for doctype, values in saved.items():
+			restore_single(doctype, values, ("enabled",))
+
+
 def _card(driver, label: str) -> str:
 	for card in driver.find_elements(By_CSS(), ".number-widget-box"):
 		if label.upper() in card.text.upper():
@@ -332,7 +355,7 @@ def test_workspace_cards_read_plainly(desk, lag_unknown):
 	), "Errors is not painted red, whatever its value"
 
 
-def test_workspace_charts_keep_colours_and_readable_hours(desk):
+def test_workspace_charts_keep_colours_and_readable_hours(desk, nothing_consumed):
 	driver, base, shots = desk
 	_workspace(driver, base)
 	wait_for(lambda: len(driver.find_elements(By_CSS(), ".chart-wrapper svg, .chart-container svg")) >= 1,

@@ -11,7 +11,16 @@ import subprocess
 
 import pytest
 
-from tests.bench.helpers import BENCH, SITE, BenchProcess, descendants, restore_single, running, wait_for
+from tests.bench.helpers import (
+	SITE,
+	BenchProcess,
+	bench_command,
+	bench_cwd,
+	descendants,
+	restore_single,
+	running,
+	wait_for,
+)
 
 
 @pytest.fixture
@@ -47,9 +56,9 @@ def test_spine_dev_shows_a_todo_flow_and_ctrl_c_leaves_no_process(bare_site):
 		tree = descendants(dev.proc.pid)
 		assert len(tree) >= 4, f"bench, spine-dev, relay, dispatcher, worker and the broker: {tree}"
 		saved = subprocess.run(
-			["bench", "--site", SITE, "execute", "frappe.client.insert", "--kwargs",
-				json.dumps({"doc": {"doctype": "ToDo", "description": "spine-dev says hello"}})],
-			cwd=BENCH, capture_output=True, text=True, timeout=120,
+			bench_command("execute", "frappe.client.insert", "--kwargs",
+				json.dumps({"doc": {"doctype": "ToDo", "description": "spine-dev says hello"}})),
+			cwd=bench_cwd(), capture_output=True, text=True, timeout=120,
 		)  # fmt: skip
 		assert saved.returncode == 0, saved.stderr[-2000:]
 		name = json.loads(saved.stdout.strip().splitlines()[-1])["name"]
@@ -83,7 +92,7 @@ def test_spine_dev_refuses_a_site_not_in_developer_mode(bare_site):
 
 
 def _site_config() -> dict:
-	with open(os.path.join(BENCH, "sites", SITE, "site_config.json")) as f:
+	with open(os.path.join(bench_cwd(), SITE, "site_config.json")) as f:
 		return json.load(f)
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.helpers import ensure_user, redis_cache, restore_single
+from tests.bench.helpers import bench_command, bench_cwd, ensure_user, redis_cache, restore_single
 
 # MariaDB account that may create and drop sites' databases (bench new-site/drop-site)
 DB_ROOT_USER = os.environ.get("SPINE_DB_ROOT_USER", "root")
@@ -127,6 +127,25 @@ def test_saving_producer_config_clears_the_cache(producer_config):
 	assert route["condition"] is None and route["fields"]["all"]
 
 
+def test_routes_read_inside_a_rolled_back_config_save_are_not_kept(producer_config):
+	"""A read inside the saving transaction (a Version row's capture hook, the consumer settings)
+	sees the new, uncommitted rows; after a rollback neither this process nor Redis keeps them."""
+	import frappe
+
+	from spine.settings import config_cache
+
+	producer_config.set("configs", [])
+	producer_config.save()
+	frappe.db.commit()
+	producer_config.append("configs", {"document_type": "ToDo", "topic": "todos", "on_update": 1})
+	producer_config.save()
+	assert "ToDo" in config_cache.producer_routes(), "inside the transaction the new rows are seen"
+	frappe.db.rollback()
+	assert "ToDo" not in config_cache.producer_routes(), "this process forgot the rolled-back rows"
+	config_cache.forget_local()
+	assert "ToDo" not in config_cache.producer_routes(), "Redis does not hold the rolled-back rows"
+
+
 def test_saving_consumer_config_clears_the_cache(frappe_site):
 	import frappe
 
@@ -224,12 +243,9 @@ def test_consumer_config_refuses_bad_rows_and_retry_settings(frappe_site):
 
 def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 	"""Run a bench command; a MariaDB root password prompt is answered from SPINE_DB_ROOT_PASSWORD."""
-	bench_dir = os.environ["SPINE_BENCH"]
 	return subprocess.run(
-		[os.path.join(bench_dir, "env", "bin", "bench"), *args]
-		if os.path.exists(os.path.join(bench_dir, "env", "bin", "bench"))
-		else ["bench", *args],
-		cwd=bench_dir,
+		bench_command(*args, site=""),
+		cwd=bench_cwd(),
 		capture_output=True,
 		text=True,
 		timeout=timeout,

@@ -9,7 +9,16 @@ import time
 
 import pytest
 
-from tests.bench.helpers import BENCH, BenchProcess, on_site, restore_single, site_kafka, unique, wait_for
+from tests.bench.helpers import (
+	BenchProcess,
+	bench_command,
+	bench_cwd,
+	on_site,
+	restore_single,
+	site_kafka,
+	unique,
+	wait_for,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -139,16 +148,14 @@ def test_many_callers_in_several_processes_each_get_their_own_answer(rpc_sites):
 	_warm(rpc_sites["topic"])
 	callers = [
 		subprocess.Popen(
-			[
-				"bench",
-				"--site",
-				rpc_sites["a"],
+			bench_command(
 				"execute",
 				"spine.demo.ask_many",
 				"--kwargs",
 				json.dumps({"topic": rpc_sites["topic"], "count": 25, "tag": f"caller{i}"}),
-			],
-			cwd=BENCH,
+				site=rpc_sites["a"],
+			),
+			cwd=bench_cwd(),
 			stdout=subprocess.PIPE,
 			stderr=subprocess.PIPE,
 			text=True,
