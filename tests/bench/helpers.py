@@ -405,3 +405,145 @@ class Courier:
 
 	def close(self) -> None:
 		self.consumer.close()
+
+
+class OwnRedis:
+	"""A redis-server of the test's own on a free port, persisting as the ``redis_queue.conf`` that bench
+	generates does (Redis' default RDB save points, no AOF), so killing it loses what a real one would."""
+
+	def __init__(self):
+		import socket
+
+		self.dir = tempfile.mkdtemp(prefix="spine-redis-")
+		with socket.socket() as s:
+			s.bind(("127.0.0.1", 0))
+			self.port = s.getsockname()[1]
+		self.url = f"redis://127.0.0.1:{self.port}"
+		self.proc: subprocess.Popen | None = None
+		self.start()
+
+	def start(self) -> None:
+		self.proc = subprocess.Popen(
+			["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--dir", self.dir,
+				"--dbfilename", "redis_queue.rdb", "--appendonly", "no"],
+			stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+		)  # fmt: skip
+		wait_for(self._answers, 20, what=f"redis-server on port {self.port}")
+
+	def _answers(self) -> bool:
+		try:
+			return bool(self.conn().ping())
+		except Exception:
+			return False
+
+	def conn(self):
+		import redis
+
+		return redis.Redis.from_url(self.url, socket_timeout=5)
+
+	def kill(self) -> None:
+		"""SIGKILL, as the OOM killer or a host crash would."""
+		self.proc.kill()
+		self.proc.wait(10)
+
+	def stop(self) -> None:
+		if self.proc and self.proc.poll() is None:
+			self.proc.terminate()
+			self.proc.wait(10)
+		import shutil
+
+		shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@contextmanager
+def bench_redis_queue(url: str):
+	"""Point the bench's ``redis_queue`` (common_site_config.json) at ``url`` for the block."""
+	import frappe
+	from frappe.installer import update_site_config
+
+	path = os.path.join(bench_cwd(), "common_site_config.json")
+	before = frappe.get_conf().get("redis_queue")
+	update_site_config("redis_queue", url, site_config_path=path)
+	frappe.local.conf.redis_queue = url
+	try:
+		yield
+	finally:
+		update_site_config("redis_queue", before, site_config_path=path)
+		frappe.local.conf.redis_queue = before
+
+
+class ConnectionKiller:
+	"""``KILL`` every database connection of the site's user but this process's own, every ``every``
+	seconds for ``seconds`` seconds, in a thread (what a MariaDB restart, failover or proxy does)."""
+
+	def __init__(self, seconds: float, every: float = 0.7):
+		import threading
+
+		import frappe
+		import pymysql
+
+		self.user = frappe.conf.db_user or frappe.conf.db_name
+		self.mine = frappe.db.sql("SELECT CONNECTION_ID()")[0][0]
+		self.root = pymysql.connect(
+			host=frappe.conf.db_host or "127.0.0.1", port=int(frappe.conf.db_port or 3306),
+			user=os.environ.get("SPINE_DB_ROOT_USER", "root"),
+			password=os.environ.get("SPINE_DB_ROOT_PASSWORD", ""), autocommit=True,
+		)  # fmt: skip
+		self.seconds, self.every = seconds, every
+		self.killed = 0
+		self.ended_at: float | None = None
+		self.thread = threading.Thread(target=self._run, daemon=True)
+
+	def __enter__(self) -> ConnectionKiller:
+		self.thread.start()
+		return self
+
+	def __exit__(self, *exc) -> None:
+		self.thread.join(self.seconds + 30)
+		self.root.close()
+
+	def _run(self) -> None:
+		end = time.monotonic() + self.seconds
+		while time.monotonic() < end:
+			with self.root.cursor() as cur:
+				cur.execute(
+					"SELECT id FROM information_schema.PROCESSLIST WHERE user = %s AND id != %s",
+					(self.user, self.mine),
+				)
+				for (conn_id,) in cur.fetchall():
+					with contextlib.suppress(Exception):
+						cur.execute(f"KILL {int(conn_id)}")
+						self.killed += 1
+			time.sleep(self.every)
+		self.ended_at = time.monotonic()
+
+
+def comments_per_message(ids: list[str]) -> dict[str, int]:
+	"""How many ``spine.demo.add_comment`` Comments each message id has (its effect, counted)."""
+	import frappe
+
+	frappe.db.rollback()
+	counts = {i: 0 for i in ids}
+	for start in range(0, len(ids), 1000):
+		chunk = [f"spine-demo {i}" for i in ids[start : start + 1000]]
+		for content, n in frappe.db.sql(
+			"SELECT content, COUNT(*) FROM `tabComment` WHERE reference_doctype = 'ToDo' AND content IN %s "
+			"GROUP BY content",
+			(tuple(chunk),),
+		):
+			counts[content.removeprefix("spine-demo ")] = n
+	return counts
+
+
+def statuses(topic: str) -> dict[str, int]:
+	"""Inbound Message Log rows of ``topic`` by status."""
+	import frappe
+
+	frappe.db.rollback()
+	return dict(
+		frappe.db.sql(
+			"SELECT status, COUNT(*) FROM `tabMessage Log` WHERE direction = 'Inbound' AND topic = %s "
+			"GROUP BY status",
+			(topic,),
+		)
+	)

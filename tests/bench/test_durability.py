@@ -1,0 +1,161 @@
+"""Nothing lost when Redis loses its data: consumer offsets follow what MariaDB holds.
+
+Real broker, real MariaDB, and a Redis of the test's own (its own port, with the persistence of
+the ``redis_queue.conf`` bench generates) as the bench's ``redis_queue``, so killing or flushing
+it hits only what the test started. Each test hands messages over while no jsonworker runs (a
+deploy, ``bench update``, or workers behind a backlog), then makes Redis lose the jobs.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from spine import envelope
+from tests.bench.helpers import (
+	BenchProcess,
+	OwnRedis,
+	bench_redis_queue,
+	comments_per_message,
+	produce,
+	site_kafka,
+	spine_message,
+	statuses,
+	unique,
+	wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+HANDLER = "spine.demo.add_comment"  # writes a Comment naming the message: its effect, counted
+
+
+@pytest.fixture
+def own_redis(frappe_site):
+	redis = OwnRedis()
+	try:
+		with bench_redis_queue(redis.url):
+			yield redis
+	finally:
+		redis.stop()
+
+
+def _handed_over(redis: OwnRedis, queue: str, group: str) -> int:
+	"""Messages handed over so far, by the dispatcher's own record in Redis (offsets start at 0)."""
+	from spine.consumer.queue import queue_name
+	from spine.kafka.handover import handed_key
+
+	try:
+		return sum(int(v) for v in redis.conn().hvals(handed_key(queue_name(queue), group)))
+	except Exception:
+		return -1
+
+
+def _messages(topic: str, n: int, start: int = 0) -> list:
+	envs = [spine_message(topic, "ToDo", f"D-{i % 40}", {"i": i})[0] for i in range(start, start + n)]
+	return envs
+
+
+def _publish(bootstrap: str, topic: str, envs: list) -> None:
+	produce(bootstrap, topic, [(e.key, envelope.encode(e), e.headers()) for e in envs])
+
+
+def _each_handled_once(topic: str, envs: list) -> None:
+	assert statuses(topic) == {"Processed": len(envs)}
+	counts = comments_per_message([e.message_id for e in envs])
+	assert sorted(set(counts.values())) == [1], "each message's effect committed exactly once"
+
+
+def test_redis_killed_with_jobs_waiting_loses_nothing(consumer_config, own_redis, kafka_bootstrap):
+	"""The reported case: 3,000 messages handed over as RQ jobs while no worker runs; Redis is
+	SIGKILLed and restarted on its data directory. Before, none ever reached Message Log."""
+	from tests.conftest import create_topic
+
+	topic = create_topic(kafka_bootstrap, partitions=3, prefix="redis-kill")
+	consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": HANDLER})
+	envs = _messages(topic, 3000)
+	_publish(kafka_bootstrap, topic, envs)
+	queue, group = unique("q"), unique("durable")
+	with site_kafka(kafka_bootstrap, **{"group.id": group}):
+		dispatcher = BenchProcess("eventdispatcher", "--queue", queue)
+		worker = None
+		try:
+			wait_for(lambda: _handed_over(own_redis, queue, group) == len(envs), 120,
+				what=lambda: f"all handed over\n{dispatcher.output()[-3000:]}")  # fmt: skip
+			time.sleep(2)  # the dispatcher checks its hand-overs meanwhile: they wait, nothing is stored
+			assert statuses(topic) == {}, "no worker runs: nothing can be stored yet"
+			own_redis.kill()
+			own_redis.start()
+			worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
+			wait_for(lambda: statuses(topic).get("Processed") == len(envs), 180, interval=1,
+				what=lambda: f"all handled: {statuses(topic)}\n{dispatcher.output()[-3000:]}\n"
+				f"{worker.output()[-2000:]}")  # fmt: skip
+		finally:
+			dispatcher.stop()
+			if worker:
+				worker.stop()
+	assert "vanished before storing" in dispatcher.output(), "the dispatcher read the lost messages again"
+	_each_handled_once(topic, envs)
+
+
+def test_redis_flushed_while_the_dispatcher_runs_and_a_second_one_joins(
+	consumer_config, own_redis, kafka_bootstrap
+):
+	"""FLUSHALL with jobs waiting, no restart of the dispatcher; a second dispatcher joins the group
+	meanwhile (a rebalance) and more messages arrive. Every message is handled once."""
+	from tests.conftest import create_topic
+
+	topic = create_topic(kafka_bootstrap, partitions=4, prefix="redis-flush")
+	consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": HANDLER})
+	first, later = _messages(topic, 2000), _messages(topic, 500, start=2000)
+	_publish(kafka_bootstrap, topic, first)
+	queue, group = unique("q"), unique("durable")
+	procs = []
+	with site_kafka(kafka_bootstrap, **{"group.id": group}):
+		try:
+			procs.append(BenchProcess("eventdispatcher", "--queue", queue))
+			wait_for(lambda: _handed_over(own_redis, queue, group) == len(first), 120,
+				what=lambda: f"all handed over\n{procs[0].output()[-3000:]}")  # fmt: skip
+			own_redis.conn().flushall()
+			procs.append(BenchProcess("eventdispatcher", "--queue", queue))
+			wait_for(lambda: "assigned" in procs[1].output(), 90, what=lambda: procs[1].output()[-3000:])
+			_publish(kafka_bootstrap, topic, later)
+			time.sleep(3)
+			procs.append(BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2"))
+			wait_for(lambda: statuses(topic).get("Processed") == len(first) + len(later), 180, interval=1,
+				what=lambda: f"all handled: {statuses(topic)}\n" + "\n".join(p.output()[-2000:] for p in procs))  # fmt: skip
+		finally:
+			for p in procs:
+				p.stop()
+	_each_handled_once(topic, first + later)
+
+
+def test_a_jsonworker_killed_mid_job_loses_nothing_and_handles_once(
+	consumer_config, own_redis, kafka_bootstrap
+):
+	from tests.conftest import create_topic
+
+	topic = create_topic(kafka_bootstrap, partitions=3, prefix="worker-kill")
+	consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": HANDLER})
+	envs = _messages(topic, 5000)
+	queue, group = unique("q"), unique("durable")
+	with site_kafka(kafka_bootstrap, **{"group.id": group}):
+		dispatcher = BenchProcess("eventdispatcher", "--queue", queue)
+		worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
+		try:
+			_publish(kafka_bootstrap, topic, envs)
+			wait_for(lambda: sum(statuses(topic).values()) > 0, 120, interval=0.05,
+				what=lambda: f"some stored\n{worker.output()[-2000:]}")  # fmt: skip
+			worker.kill()
+			assert sum(statuses(topic).values()) < len(envs) or statuses(topic).get(
+				"Pending"
+			), "killed mid-flow"
+			worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
+			wait_for(lambda: statuses(topic).get("Processed") == len(envs), 240, interval=1,
+				what=lambda: f"all handled: {statuses(topic)}\n{dispatcher.output()[-2000:]}\n"
+				f"{worker.output()[-2000:]}")  # fmt: skip
+		finally:
+			dispatcher.stop()
+			worker.stop()
+	_each_handled_once(topic, envs)
