@@ -62,27 +62,36 @@ def reconnect() -> None:
 
 
 class Outage:
-	"""One warning when the connection is lost, one line when it works again: never one per retry."""
+	"""Log lines an operator can act on while connections die: one warning when the connection is
+	first lost, one line once it has worked again for ``settle_seconds`` (naming how many
+	connections were lost meanwhile), however often it dies in between."""
 
-	def __init__(self, what: str):
+	def __init__(self, what: str, settle_seconds: float = 10.0):
 		self.what = what
+		self.settle_seconds = settle_seconds
 		self.since: float | None = None
+		self.last_loss = 0.0
+		self.losses = 0
 
 	def lost(self, error: BaseException, next_step: str) -> None:
+		self.losses += 1
+		self.last_loss = time.monotonic()
 		if self.since is None:
-			self.since = time.monotonic()
+			self.since = self.last_loss
 			log.warning(
 				"%s on %s: the database connection was lost (%s); %s",
 				self.what, getattr(frappe.local, "site", None), error, next_step,
 			)  # fmt: skip
 
 	def back(self) -> None:
-		if self.since is not None:
-			log.warning(
-				"%s on %s: connected to the database again after %.1fs",
-				self.what, getattr(frappe.local, "site", None), time.monotonic() - self.since,
-			)  # fmt: skip
-			self.since = None
+		if self.since is None or time.monotonic() - self.last_loss < self.settle_seconds:
+			return
+		log.warning(
+			"%s on %s: the database connection works again (%d lost between %.0fs and %.0fs ago)",
+			self.what, getattr(frappe.local, "site", None), self.losses,
+			time.monotonic() - self.since, time.monotonic() - self.last_loss,
+		)  # fmt: skip
+		self.since, self.losses = None, 0
 
 
 def call(fn: Callable[[], T], outage: Outage, next_step: str = "reconnecting on next use") -> T:

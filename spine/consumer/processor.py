@@ -159,21 +159,23 @@ def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) 
 	policy = retry_policy(settings)
 	deadline = time.monotonic() + max_seconds
 	finished = 0
+	size, seconds = batch_size, BATCH_SECONDS
 	while time.monotonic() < deadline:
 		try:
-			names = [
-				r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": batch_size * 2})
-			]
+			names = [r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": size * 2})]
 			if not names:
 				break
-			done = Batch(settings, policy).run(names, batch_size)
+			done = Batch(settings, policy, max_seconds=seconds).run(names, size)
 		except Exception as e:
 			if not db_connection.is_lost(e):
 				raise
 			_outage.lost(e, "the batch's transaction is gone (it counts for nothing); handling it again")
 			db_connection.reconnect()
+			# connections that keep dying: commit smaller batches, so each one has a chance to finish
+			size, seconds = max(10, size // 4), max(0.1, seconds / 4)
 			continue
 		_outage.back()
+		size, seconds = min(batch_size, size * 2), min(BATCH_SECONDS, seconds * 2)
 		finished += done
 		if not done:
 			break
@@ -238,6 +240,7 @@ class Batch:
 
 	settings: dict[str, Any]
 	policy: RetryPolicy
+	max_seconds: float = BATCH_SECONDS
 	finished: int = 0
 	blocked_keys: set[tuple[str, str]] = field(default_factory=set)
 	ended: _Ended = field(default_factory=_Ended)
@@ -264,7 +267,7 @@ class Batch:
 		started = time.monotonic()
 		groups: dict[tuple[str, str], list] = {}
 		for row in rows:
-			if time.monotonic() - started > BATCH_SECONDS:
+			if time.monotonic() - started > self.max_seconds:
 				break  # the rest stay Pending (locks are released at commit) for the next batch
 			if (row.topic, row.kafka_key) in self.blocked_keys:
 				continue

@@ -1,0 +1,140 @@
+"""When MariaDB drops the connections, Spine resumes by itself within seconds.
+
+Every connection of the site's database user (this test process's own excepted) is killed with
+``KILL`` every 0.7 s for 30 s while messages flow, with eventdispatcher, jsonworker and spine-relay
+running and no ``bench schedule``: nothing may wait for the per-minute scheduler.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from spine import envelope
+from tests.bench.helpers import (
+	BenchProcess,
+	ConnectionKiller,
+	Pipeline,
+	comments_per_message,
+	produce,
+	read_topic,
+	site_kafka,
+	spine_message,
+	statuses,
+	unique,
+	wait_for,
+)
+
+pytestmark = pytest.mark.slow
+
+KILL_SECONDS = 30
+RESUME_SECONDS = 30  # after the last kill, everything is done within this
+
+
+def test_consumer_resumes_after_connections_are_killed_and_handles_each_message_once(
+	consumer_config, kafka_bootstrap
+):
+	from tests.conftest import create_topic
+
+	topic = create_topic(kafka_bootstrap, partitions=3, prefix="db-kill")
+	consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": "spine.demo.add_comment"})
+	envs = [spine_message(topic, "ToDo", f"K-{i % 50}", {"i": i})[0] for i in range(10_000)]
+	items = [(e.key, envelope.encode(e), e.headers()) for e in envs]
+	with site_kafka(kafka_bootstrap, **{"group.id": unique("db-kill")}):
+		pipe = Pipeline(unique("q"), workers=2)
+		try:
+			wait_for(lambda: "following topics" in pipe.dispatcher.output(), 60, what=pipe.logs)
+
+			def trickle() -> None:  # the messages arrive during the outage, not all before it
+				for start in range(0, len(items), 250):
+					produce(kafka_bootstrap, topic, items[start : start + 250])
+					time.sleep(KILL_SECONDS * 0.8 / (len(items) / 250))
+
+			producer = threading.Thread(target=trickle, daemon=True)
+			with ConnectionKiller(KILL_SECONDS) as killer:
+				producer.start()
+			producer.join(60)
+			assert killer.killed >= 12, f"only {killer.killed} connections were killed"
+			wait_for(
+				lambda: statuses(topic).get("Processed") == len(envs),
+				RESUME_SECONDS,
+				interval=0.5,
+				what=lambda: f"all handled within {RESUME_SECONDS}s of the last kill: {statuses(topic)}\n{pipe.logs()}",
+			)
+		finally:
+			pipe.stop()
+	counts = comments_per_message([e.message_id for e in envs])
+	assert sorted(set(counts.values())) == [1], "each message's effect committed exactly once"
+	logs = pipe.dispatcher.output() + pipe.worker.output()
+	assert logs.count("the database connection was lost") < killer.killed, "one line per outage, not per try"
+
+
+def test_relay_resumes_after_its_connection_is_killed(routes, kafka_bootstrap):
+	import frappe
+
+	from spine.producer.capture import capture_raw
+
+	topic = unique("db-kill-out")
+	routes({"document_type": "ToDo", "topic": topic, "on_update": 1})
+	with site_kafka(kafka_bootstrap):
+		relay = BenchProcess("spine-relay")
+		try:
+			wait_for(lambda: "publishing committed events" in relay.output(), 60, what=relay.output)
+			ids: list[str] = []
+			with ConnectionKiller(KILL_SECONDS) as killer:
+				deadline = time.monotonic() + KILL_SECONDS * 0.8
+				while len(ids) < 10_000:  # one commit per 250 events, spread over the outage
+					for i in range(250):
+						ids.append(
+							capture_raw("ToDo", f"R-{len(ids) % 97}", "on_update", topic, {"i": len(ids)})
+						)
+					frappe.db.commit()
+					time.sleep(max(0.0, (deadline - time.monotonic()) / max(1, (10_000 - len(ids)) / 250)))
+			assert killer.killed >= 12, f"only {killer.killed} connections were killed"
+
+			def published() -> int:
+				frappe.db.rollback()
+				return frappe.db.count(
+					"Message Log", {"direction": "Outbound", "topic": topic, "status": "Published"}
+				)
+
+			wait_for(lambda: published() == len(ids), RESUME_SECONDS, interval=0.5,
+				what=lambda: f"all published: {published()} of {len(ids)}\n{relay.output()[-3000:]}")  # fmt: skip
+		finally:
+			relay.stop()
+	got = {
+		m.value() and __import__("json").loads(m.value())["Header"]["MessageId"]
+		for m in read_topic(kafka_bootstrap, topic, len(ids))
+	}
+	assert got == set(
+		ids
+	), "every event reached the broker (a copy may be published twice; consumers drop it)"
+
+
+def test_dispatcher_follows_new_config_after_its_connection_was_killed(consumer_config, kafka_bootstrap):
+	from tests.conftest import create_topic
+
+	first = create_topic(kafka_bootstrap, partitions=1, prefix="db-kill-cfg")
+	consumer_config({"topic": first, "document_type": "ToDo", "event_handler": "spine.demo.noop"})
+	with site_kafka(kafka_bootstrap, **{"group.id": unique("db-kill-cfg")}):
+		pipe = Pipeline(unique("q"))
+		try:
+			wait_for(lambda: f"following topics {first}" in pipe.dispatcher.output().replace(", ", " "),
+				60, what=pipe.logs)  # fmt: skip
+			with ConnectionKiller(3, every=0.5) as killer:
+				pass
+			assert killer.killed >= 2
+			second = create_topic(kafka_bootstrap, partitions=1, prefix="db-kill-cfg")
+			consumer_config(
+				{"topic": first, "document_type": "ToDo", "event_handler": "spine.demo.noop"},
+				{"topic": second, "document_type": "ToDo", "event_handler": "spine.demo.noop"},
+			)
+			env, item = spine_message(second, "ToDo", "after-the-kill")
+			wait_for(lambda: second in pipe.dispatcher.output(), 30, what=pipe.logs)
+			produce(kafka_bootstrap, second, [item])
+			wait_for(lambda: statuses(second).get("Processed") == 1, 30, what=pipe.logs)
+		finally:
+			pipe.stop()
+	assert pipe.dispatcher.output().count("could not read the topics") == 0
