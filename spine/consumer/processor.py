@@ -137,7 +137,10 @@ def run_job(site: str, slot: int = 0, queue_name: str | None = None) -> int:
 	with job_site(site):
 		compat.cache().delete_value(f"{_QUEUED_KEY}:{queue_name}:{slot}")
 		done = process(max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS)
-		if queue_name and has_due():
+		# only after progress: due rows this pass could not take are another processor's (it kicks when
+		# done) or wait behind them; kicking anyway would spin a worker on them. The dispatcher's
+		# watch kicks every few seconds whatever happens.
+		if queue_name and done and has_due():
 			kick(queue_name)
 		return done
 
