@@ -11,6 +11,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
+from spine.consumer import offsets
 from spine.settings import broker, config_cache
 
 DEFAULT_MAX_AGE_SECONDS = 600
@@ -85,18 +86,40 @@ def consumer_lag() -> dict[str, Any]:
 		settings = broker.site_settings()
 	except KafkaConfigError as e:
 		return {"group": None, "error": f"the kafka block cannot be used: {e}"[:300]}
+	group = settings.consumer["group.id"]
 	try:
 		parts = group_lag({**settings.consumer, "socket.timeout.ms": 5000}, topics, timeout=5)
 	except KafkaException as e:
 		return {
-			"group": settings.consumer["group.id"],
+			"group": group,
 			"error": f"the broker at {settings.bootstrap_servers} did not answer ({e})"[:300],
 		}
+	stored = offsets.positions(group)
+	handed = _handed_over(group)
 	return {
-		"group": settings.consumer["group.id"],
+		"group": group,
 		"total": sum(p.lag for p in parts),
-		"partitions": [p.as_dict() for p in parts],
+		"partitions": [
+			{
+				**p.as_dict(),
+				"stored_up_to": stored.get((p.topic, p.partition)),
+				"handed_over": handed.get(f"{p.topic}:{p.partition}"),
+			}
+			for p in parts
+		],
 	}
+
+
+def _handed_over(group: str) -> dict[str, int]:
+	"""How far the dispatchers handed each partition over (kept in the queue's Redis; empty if lost)."""
+	from frappe.utils.background_jobs import get_redis_conn
+
+	from spine.kafka.handover import handed_key
+
+	try:
+		return {k.decode(): int(v) for k, v in get_redis_conn().hgetall(handed_key(group)).items()}
+	except Exception:
+		return {}
 
 
 def render(report: dict[str, Any]) -> str:
@@ -123,7 +146,8 @@ def render(report: dict[str, Any]) -> str:
 			lines.append(f"  consumer group {lag['group']}: lag {lag['total']}")
 			for p in lag["partitions"]:
 				lines.append(
-					f"    {p['topic']}[{p['partition']}]: committed {p['committed']}, end {p['end']}, lag {p['lag']}"
+					f"    {p['topic']}[{p['partition']}]: committed {p['committed']}, stored up to "
+					f"{p.get('stored_up_to')}, handed over up to {p.get('handed_over')}, end {p['end']}, lag {p['lag']}"
 				)
 	lines.append(
 		"  status: " + ("STUCK\n  - " + "\n  - ".join(report["problems"]) if report["problems"] else "ok")

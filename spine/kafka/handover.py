@@ -75,7 +75,7 @@ class JobHandOver:
 		if ids and self.group:
 			# for spine-status: how far each partition was handed over (lost with Redis, like the jobs)
 			self.queue.connection.hset(
-				handed_key(self.queue.name, self.group),
+				handed_key(self.group),
 				mapping={f"{t}:{p}": groups[(t, p)][-1]["offset"] + 1 for t, p in ids},
 			)
 		return ids
@@ -115,6 +115,7 @@ class JobHandOver:
 		return job_id if status in _UNFINISHED else None
 
 
-def handed_key(queue_name: str, group: str) -> str:
-	"""The Redis hash of ``topic:partition`` → offset after the last message handed over."""
-	return f"{queue_name}:handed:{group}"
+def handed_key(group: str) -> str:
+	"""The Redis hash (on the queue's Redis) of ``topic:partition`` → offset after the last message
+	``group`` handed over."""
+	return f"spine:handed:{group}"

@@ -41,13 +41,12 @@ def own_redis(frappe_site):
 		redis.stop()
 
 
-def _handed_over(redis: OwnRedis, queue: str, group: str) -> int:
+def _handed_over(redis: OwnRedis, group: str) -> int:
 	"""Messages handed over so far, by the dispatcher's own record in Redis (offsets start at 0)."""
-	from spine.consumer.queue import queue_name
 	from spine.kafka.handover import handed_key
 
 	try:
-		return sum(int(v) for v in redis.conn().hvals(handed_key(queue_name(queue), group)))
+		return sum(int(v) for v in redis.conn().hvals(handed_key(group)))
 	except Exception:
 		return -1
 
@@ -81,22 +80,34 @@ def test_redis_killed_with_jobs_waiting_loses_nothing(consumer_config, own_redis
 		dispatcher = BenchProcess("eventdispatcher", "--queue", queue)
 		worker = None
 		try:
-			wait_for(lambda: _handed_over(own_redis, queue, group) == len(envs), 120,
+			wait_for(lambda: _handed_over(own_redis, group) == len(envs), 120,
 				what=lambda: f"all handed over\n{dispatcher.output()[-3000:]}")  # fmt: skip
 			time.sleep(2)  # the dispatcher checks its hand-overs meanwhile: they wait, nothing is stored
 			assert statuses(topic) == {}, "no worker runs: nothing can be stored yet"
+			gap = _positions(topic)
+			assert gap and all(p["stored_up_to"] == 0 == p["committed"] for p in gap), gap
+			assert sum(p["handed_over"] for p in gap) == sum(p["end"] for p in gap) == len(envs), gap
 			own_redis.kill()
 			own_redis.start()
 			worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
 			wait_for(lambda: statuses(topic).get("Processed") == len(envs), 180, interval=1,
 				what=lambda: f"all handled: {statuses(topic)}\n{dispatcher.output()[-3000:]}\n"
 				f"{worker.output()[-2000:]}")  # fmt: skip
+			wait_for(lambda: all(p["stored_up_to"] == p["committed"] == p["end"] for p in _positions(topic)), 30,
+				what=lambda: f"offsets committed up to what is stored: {_positions(topic)}")  # fmt: skip
 		finally:
 			dispatcher.stop()
 			if worker:
 				worker.stop()
 	assert "vanished before storing" in dispatcher.output(), "the dispatcher read the lost messages again"
 	_each_handled_once(topic, envs)
+
+
+def _positions(topic: str) -> list[dict]:
+	"""spine-status's partitions of ``topic``: committed, stored up to, handed over, end."""
+	from spine.desk.status import consumer_lag
+
+	return [p for p in consumer_lag()["partitions"] if p["topic"] == topic]
 
 
 def test_redis_flushed_while_the_dispatcher_runs_and_a_second_one_joins(
@@ -115,7 +126,7 @@ def test_redis_flushed_while_the_dispatcher_runs_and_a_second_one_joins(
 	with site_kafka(kafka_bootstrap, **{"group.id": group}):
 		try:
 			procs.append(BenchProcess("eventdispatcher", "--queue", queue))
-			wait_for(lambda: _handed_over(own_redis, queue, group) == len(first), 120,
+			wait_for(lambda: _handed_over(own_redis, group) == len(first), 120,
 				what=lambda: f"all handed over\n{procs[0].output()[-3000:]}")  # fmt: skip
 			own_redis.conn().flushall()
 			procs.append(BenchProcess("eventdispatcher", "--queue", queue))
