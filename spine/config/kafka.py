@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 # Keys of the "kafka" block that are Spine's own settings, with their defaults.
 SPINE_KEYS: dict[str, Any] = {
-	# the original adapter's: commit offsets after at least this many messages (batches commit anyway)
+	# the original adapter's: accepted for its blocks; offsets are committed as Message Log stores messages
 	"consumer.min.commit.count": 1,
 	# Spine's: messages bigger than this are stored as Invalid instead of handled
 	"spine.max.message.bytes": 1_048_576,
