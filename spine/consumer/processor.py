@@ -58,7 +58,7 @@ MAX_RUN_SECONDS = 120
 # get a worker (the queue is first in, first out) and storing never stalls behind processing.
 JOB_RUN_SECONDS = 10.0
 PARALLEL_JOBS = 2  # processing jobs that may wait in the jsonworkers' queue at once
-KICK_SLOT_SECONDS = 10
+KICK_SLOT_SECONDS = 5
 _QUEUED_KEY = "spine:processor:queued"
 _JOB = "spine.consumer.processor.run_job"
 
