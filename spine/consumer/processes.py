@@ -192,9 +192,9 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 
 
 class _ProcessingWatch:
-	"""Every few seconds, kick a processing pass if due Inbound rows wait: processing that stopped
-	(its job failed on a dead connection, its worker died, a retry came due) resumes without the
-	per-minute scheduler, which skips sites Frappe considers dormant."""
+	"""Every few seconds, kick a processing pass if due Inbound rows wait and none is queued or
+	running: processing that stopped (its job failed on a dead connection, its worker died, a retry
+	came due) resumes without the per-minute scheduler, which skips sites Frappe considers dormant."""
 
 	EVERY_SECONDS = 3.0
 
@@ -213,7 +213,7 @@ class _ProcessingWatch:
 			return
 		self.next_at = time.monotonic() + self.EVERY_SECONDS
 		try:
-			if db_connection.call(processor.has_due, self.outage):
+			if db_connection.call(lambda: processor.stalled(self.queue_name), self.outage):
 				processor.kick(self.queue_name)
 		except Exception as e:
 			log.debug("eventdispatcher: processing check failed: %s", e)

@@ -60,6 +60,7 @@ JOB_RUN_SECONDS = 10.0
 PARALLEL_JOBS = 2  # processing jobs that may wait in the jsonworkers' queue at once
 KICK_SLOT_SECONDS = 5
 _QUEUED_KEY = "spine:processor:queued"
+_RUNNING_KEY = "spine:processor:running"
 _JOB = "spine.consumer.processor.run_job"
 
 # Due rows not held back by an earlier row of their document that waits for a retry, so LIMIT
@@ -135,14 +136,31 @@ def run_job(site: str, slot: int = 0, queue_name: str | None = None) -> int:
 	from spine.consumer.queue import job_site
 
 	with job_site(site):
-		compat.cache().delete_value(f"{_QUEUED_KEY}:{queue_name}:{slot}")
-		done = process(max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS)
+		cache = compat.cache()
+		cache.delete_value(f"{_QUEUED_KEY}:{queue_name}:{slot}")
+		running = f"{_RUNNING_KEY}:{queue_name}:{slot}"
+		cache.set(cache.make_key(running), 1, ex=int(JOB_RUN_SECONDS + 20))
+		try:
+			done = process(max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS)
+		finally:
+			cache.delete_value(running)
 		# only after progress: due rows this pass could not take are another processor's (it kicks when
-		# done) or wait behind them; kicking anyway would spin a worker on them. The dispatcher's
-		# watch kicks every few seconds whatever happens.
+		# done) or wait behind them; kicking anyway would spin a worker on them
 		if queue_name and done and has_due():
 			kick(queue_name)
 		return done
+
+
+def stalled(queue_name: str) -> bool:
+	"""Whether due rows wait while no processing pass is queued or running on ``queue_name``'s
+	jsonworkers (one failed on a dead connection, its worker died, or a retry came due)."""
+	cache = compat.cache()
+	marks = [
+		f"{key}:{queue_name}:{slot}" for key in (_QUEUED_KEY, _RUNNING_KEY) for slot in range(PARALLEL_JOBS)
+	]
+	if any(v is not None for v in cache.mget([cache.make_key(m) for m in marks])):
+		return False
+	return has_due()
 
 
 def process_scheduled() -> None:
