@@ -461,15 +461,19 @@ def bench_redis_queue(url: str):
 	import frappe
 	from frappe.installer import update_site_config
 
+	from frappe.utils import background_jobs
+
 	path = os.path.join(bench_cwd(), "common_site_config.json")
 	before = frappe.get_conf().get("redis_queue")
 	update_site_config("redis_queue", url, site_config_path=path)
 	frappe.local.conf.redis_queue = url
+	background_jobs._redis_queue_conn = None  # Frappe keeps one connection per process
 	try:
 		yield
 	finally:
 		update_site_config("redis_queue", before, site_config_path=path)
 		frappe.local.conf.redis_queue = before
+		background_jobs._redis_queue_conn = None
 
 
 class ConnectionKiller:
