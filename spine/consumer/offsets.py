@@ -55,7 +55,7 @@ class StoredPositions:
 		return {names[name]: int(at) for name, at in rows}
 
 	def _begin(self, starts: dict[TP, int]) -> None:
-		_insert_missing(self.group, starts)
+		_start(self.group, starts)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the start must be durable before the hand-over
 
 
@@ -96,12 +96,28 @@ def take(group: str, records: list[Record], after: int) -> list[Record]:
 
 
 def _insert_missing(group: str, starts: dict[TP, int]) -> None:
+	"""Rows for partitions that have none (a row that exists keeps its position)."""
+	_write(group, starts, "IGNORE", "")
+
+
+def _start(group: str, starts: dict[TP, int]) -> None:
+	"""Positions where reading starts, replacing what a row held."""
+	_write(
+		group,
+		starts,
+		"",
+		" ON DUPLICATE KEY UPDATE stored_up_to = VALUES(stored_up_to), modified = VALUES(modified)",
+	)
+
+
+def _write(group: str, starts: dict[TP, int], ignore: str, on_duplicate: str) -> None:
 	now = now_datetime()
 	frappe.db.sql(
-		"""INSERT IGNORE INTO `tabSpine Consumer Offset`
+		f"""INSERT {ignore} INTO `tabSpine Consumer Offset`
 		(name, creation, modified, owner, modified_by, docstatus, idx, consumer_group, topic, kafka_partition,
 			stored_up_to) VALUES """
-		+ ", ".join(["(%s, %s, %s, 'Administrator', 'Administrator', 0, 0, %s, %s, %s, %s)"] * len(starts)),
+		+ ", ".join(["(%s, %s, %s, 'Administrator', 'Administrator', 0, 0, %s, %s, %s, %s)"] * len(starts))
+		+ on_duplicate,
 		[
 			v
 			for (topic, partition), at in starts.items()

@@ -167,7 +167,7 @@ class Dispatcher:
 				msgs = self._next_batch(consumer)
 				good = [m for m in msgs if not self._is_error(m)]
 				if good:
-					self._hand_over(good)
+					self._hand_over(consumer, good)
 					batches += 1
 					no_rest_until = 0.0
 				if time.monotonic() >= self._next_audit:
@@ -243,7 +243,7 @@ class Dispatcher:
 			return []
 		return [first, *consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
 
-	def _hand_over(self, msgs: list[Message]) -> None:
+	def _hand_over(self, consumer: Consumer, msgs: list[Message]) -> None:
 		records = [to_record(m) for m in msgs]
 		starts: dict[TP, int] = {}
 		ends: dict[TP, int] = {}
@@ -257,6 +257,8 @@ class Dispatcher:
 				if new := {tp: at for tp, at in starts.items() if tp not in self._begun}:
 					self.offsets.begin(new)  # before the hand-over: a lost first job is then noticed
 					self._begun.update(new)
+					# and on the broker, so that a restart trusts the recorded start (see _on_assign)
+					self._commit(consumer, new)
 				jobs = self.handover(records, starts)
 				break
 			except Exception as e:
@@ -385,7 +387,10 @@ class Dispatcher:
 		self.subscribed = wanted
 
 	def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-		"""Each partition starts where the durable copy ends (Kafka's committed offset if none is known)."""
+		"""Each partition starts where the durable copy ends. A stored position counts only where the
+		group has a committed offset on the broker: without one the topic was made again or the
+		broker is another one, and the position belongs to messages that are no longer there; the
+		partition then starts as Kafka says (``auto.offset.reset``) and its start is recorded anew."""
 		tps = [(p.topic, p.partition) for p in partitions]
 		try:
 			stored = self.offsets.stored(tps)
@@ -395,10 +400,29 @@ class Dispatcher:
 				"%s: could not read the stored offsets (%s); starting from the committed offsets, which "
 				"never run ahead of them", self.name, e,
 			)  # fmt: skip
+		if stored:
+			try:
+				known = {
+					(c.topic, c.partition)
+					for c in consumer.committed([TopicPartition(t, p) for t, p in stored], timeout=10)
+					if c.offset >= 0
+				}
+			except KafkaException as e:
+				log.warning(
+					"%s: could not read the committed offsets (%s); trusting the stored ones", self.name, e
+				)
+				known = set(stored)
+			for t, p in sorted(set(stored) - known):
+				log.warning(
+					"%s: %s[%d] was stored up to %d, but the group has no committed offset there (the topic "
+					"was made again, or this is another broker); reading it from where auto.offset.reset "
+					"says and storing from there", self.name, t, p, stored.pop((t, p)),
+				)  # fmt: skip
 		for p in partitions:
 			tp = (p.topic, p.partition)
 			self._outstanding.pop(tp, None)
 			self._next.pop(tp, None)
+			self._begun.discard(tp)
 			if tp in stored:
 				p.offset = stored[tp]
 				self._next[tp] = stored[tp]

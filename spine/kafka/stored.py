@@ -22,7 +22,8 @@ class StoredOffsets(Protocol):
 		"""Positions of those of ``partitions`` that have one (read afresh each call)."""
 
 	def begin(self, starts: dict[TP, int]) -> None:
-		"""Record where reading starts for partitions that have no position yet (durably)."""
+		"""Record (durably) where reading starts for partitions that have no position that applies,
+		replacing one left from another life of the topic."""
 
 
 def continuation(

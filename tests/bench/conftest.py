@@ -14,11 +14,15 @@ def consumer_config(frappe_site):
 
 	saved = frappe.get_single("Spine Consumer Config").as_dict()
 
-	def configure(*rows: dict, max_attempts: int = 3, test_mode: int = 0) -> None:
+	def configure(*rows: dict, max_attempts: int = 3, test_mode: int = 0, backoff: int = 1) -> None:
 		doc = frappe.get_single("Spine Consumer Config")
 		doc.enabled = 1
 		doc.set("configs", list(rows))
-		doc.max_attempts, doc.retry_backoff_seconds, doc.retry_backoff_max_seconds = max_attempts, 1, 2
+		doc.max_attempts, doc.retry_backoff_seconds, doc.retry_backoff_max_seconds = (
+			max_attempts,
+			backoff,
+			2 * backoff,
+		)
 		doc.test_mode = test_mode
 		doc.save(ignore_permissions=True)
 		frappe.db.commit()

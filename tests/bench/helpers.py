@@ -460,7 +460,6 @@ def bench_redis_queue(url: str):
 	"""Point the bench's ``redis_queue`` (common_site_config.json) at ``url`` for the block."""
 	import frappe
 	from frappe.installer import update_site_config
-
 	from frappe.utils import background_jobs
 
 	path = os.path.join(bench_cwd(), "common_site_config.json")

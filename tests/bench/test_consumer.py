@@ -110,8 +110,12 @@ def test_retries_failures_and_per_document_order(
 	from tests.conftest import create_topic
 
 	topic = create_topic(kafka_bootstrap, partitions=1, prefix="retry")
+	# retries come due without any scheduler (the dispatcher kicks processing): a backoff long enough
+	# that ALWAYS is still failing when the later event of its document is looked at
 	consumer_config(
-		{"topic": topic, "document_type": "Item", "event_handler": f"{DEMO}.fail_until"}, max_attempts=3
+		{"topic": topic, "document_type": "Item", "event_handler": f"{DEMO}.fail_until"},
+		max_attempts=3,
+		backoff=5,
 	)
 	twice, _ = spine_message(topic, "Item", "TWICE", {"fail_times": 2})
 	always, _ = spine_message(topic, "Item", "ALWAYS", {"fail_times": 99})

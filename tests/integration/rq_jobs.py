@@ -67,7 +67,7 @@ class RedisPositions:
 	def begin(self, starts: dict[TP, int]) -> None:
 		self.begun.append(dict(starts))
 		for (t, p), at in starts.items():
-			self.conn.hsetnx(POSITIONS_KEY, _field(self.group, t, p), at)
+			self.conn.hset(POSITIONS_KEY, _field(self.group, t, p), at)
 
 
 class Direct:
