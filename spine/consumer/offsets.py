@@ -75,7 +75,7 @@ def take(group: str, records: list[Record], after: int) -> list[Record]:
 		"SELECT stored_up_to FROM `tabSpine Consumer Offset` WHERE name = %s FOR UPDATE", (name,)
 	)
 	if not found:  # its row was deleted by hand: start it here
-		_insert_missing(group, {(topic, partition): after})
+		_start(group, {(topic, partition): after})
 		found = ((after,),)
 	at = int(found[0][0])
 	fresh, until = continuation(records, after, at)
@@ -95,29 +95,15 @@ def take(group: str, records: list[Record], after: int) -> list[Record]:
 	return fresh
 
 
-def _insert_missing(group: str, starts: dict[TP, int]) -> None:
-	"""Rows for partitions that have none (a row that exists keeps its position)."""
-	_write(group, starts, "IGNORE", "")
-
-
 def _start(group: str, starts: dict[TP, int]) -> None:
 	"""Positions where reading starts, replacing what a row held."""
-	_write(
-		group,
-		starts,
-		"",
-		" ON DUPLICATE KEY UPDATE stored_up_to = VALUES(stored_up_to), modified = VALUES(modified)",
-	)
-
-
-def _write(group: str, starts: dict[TP, int], ignore: str, on_duplicate: str) -> None:
 	now = now_datetime()
 	frappe.db.sql(
-		f"""INSERT {ignore} INTO `tabSpine Consumer Offset`
+		"""INSERT INTO `tabSpine Consumer Offset`
 		(name, creation, modified, owner, modified_by, docstatus, idx, consumer_group, topic, kafka_partition,
 			stored_up_to) VALUES """
 		+ ", ".join(["(%s, %s, %s, 'Administrator', 'Administrator', 0, 0, %s, %s, %s, %s)"] * len(starts))
-		+ on_duplicate,
+		+ " ON DUPLICATE KEY UPDATE stored_up_to = VALUES(stored_up_to), modified = VALUES(modified)",
 		[
 			v
 			for (topic, partition), at in starts.items()

@@ -14,6 +14,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from spine import logs
+from spine import db_connection, logs
 from spine.consumer.queue import json_queue, queue_name
 from spine.errors import SpineError
 
@@ -131,7 +132,6 @@ def _site(site: str) -> Iterator[None]:
 
 
 def dispatcher_main(index: int, site: str, queue: str) -> None:
-	from spine import db_connection
 	from spine.config.kafka import redact
 	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 	from spine.consumer.offsets import StoredPositions
@@ -198,15 +198,12 @@ class _ProcessingWatch:
 
 	EVERY_SECONDS = 3.0
 
-	def __init__(self, queue_name: str, outage):
+	def __init__(self, queue_name: str, outage: db_connection.Outage):
 		self.queue_name = queue_name
 		self.outage = outage
 		self.next_at = 0.0
 
 	def __call__(self) -> None:
-		import time
-
-		from spine import db_connection
 		from spine.consumer import processor
 
 		if time.monotonic() < self.next_at:

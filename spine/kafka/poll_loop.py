@@ -87,7 +87,6 @@ class _Handed:
 	after: int  # the batch continues the partition from this offset
 	until: int  # offset after its last message
 	job_id: str | None
-	at: float
 
 
 class Dispatcher:
@@ -279,9 +278,8 @@ class Dispatcher:
 				)
 				time.sleep(delay)
 				delay = min(delay * 2, 30)
-		now = time.monotonic()
 		for tp, at in starts.items():
-			self._outstanding.setdefault(tp, deque()).append(_Handed(at, ends[tp], jobs.get(tp), now))
+			self._outstanding.setdefault(tp, deque()).append(_Handed(at, ends[tp], jobs.get(tp)))
 			self._next[tp] = ends[tp]
 		self.handed_over += len(records)
 
