@@ -160,6 +160,20 @@ def tree_rss_kb(pid: int) -> int:
 	return total
 
 
+def tree_cpu_seconds(pid: int) -> float:
+	"""CPU time (user + system) used so far by ``pid`` and its living descendants (Linux /proc)."""
+	tick = os.sysconf("SC_CLK_TCK")
+	total = 0
+	for p in {pid, *descendants(pid)}:
+		try:
+			with open(f"/proc/{p}/stat") as f:
+				fields = f.read().rsplit(")", 1)[1].split()
+			total += int(fields[11]) + int(fields[12])  # utime, stime
+		except (OSError, ValueError, IndexError):
+			pass
+	return total / tick
+
+
 @contextmanager
 def configs(
 	frappe, producer: list[dict] | None = None, consumer: list[dict] | None = None, **consumer_fields

@@ -18,6 +18,7 @@ case "$which" in
 	producer) "$PY" benchmarks/producer_bench.py "$@" ;;
 	consumer) "$PY" benchmarks/consumer_bench.py "$@" ;;
 	pipeline) "$PY" benchmarks/pipeline_bench.py "$@" ;;
+	trickle) "$PY" benchmarks/trickle_bench.py "$@" ;;
 	sites) "$PY" benchmarks/sites_bench.py "$@" ;;
 	summary) "$PY" benchmarks/summary.py ;;
 	all)

@@ -1,0 +1,244 @@
+"""Production traffic: documents saved one commit at a time, through the real Procfile processes
+(spine-relay, eventdispatcher, jsonworker --numworkers 2), one site consuming its own topic.
+
+- burst: N saves, each its own transaction, as fast as one process saves → how long after the
+  last save the last message is handled;
+- paced: saves at a fixed rate (from saver processes of their own) for a while, the backlog
+  (captured minus handled) sampled every second; a rate is kept up with when the backlog at the end is
+  under one second of traffic; the consumer's CPU per message (dispatcher + jsonworkers) is read
+  from /proc;
+- latency: save → handler median and p95 while saves trickle in at a fixed rate.
+
+    SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local benchmarks/run.sh trickle
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+from common import (
+	configs,
+	connect_site,
+	last_log_name,
+	local_broker,
+	site_kafka,
+	start_process,
+	stop_process,
+	summary,
+	tree_cpu_seconds,
+	wait_until,
+	write_results,
+)
+
+DEMO = "spine.demo"
+SELF = str(Path(__file__).resolve())
+
+
+def save_loop(rate: float, count: int, seconds: float, tag: str, out: str) -> None:
+	"""Saver process: ToDo saves, one commit each, at ``rate`` per second (0: as fast as possible);
+	writes ``[[name, commit unix time], ...]`` to ``out``."""
+	frappe = connect_site()
+	done = []
+	started = time.perf_counter()
+	i = 0
+	while (count and i < count) or (seconds and time.perf_counter() - started < seconds):
+		if rate:
+			due = started + i / rate
+			if (wait := due - time.perf_counter()) > 0:
+				time.sleep(wait)
+		todo = frappe.get_doc({"doctype": "ToDo", "description": f"{tag} {i}"}).insert()
+		frappe.db.commit()
+		done.append((todo.name, time.time()))
+		i += 1
+	Path(out).write_text(json.dumps(done))
+	frappe.destroy()
+
+
+def main() -> None:
+	parser = argparse.ArgumentParser(description=__doc__)
+	parser.add_argument("--burst", type=int, default=1000, help="saves as fast as one process saves")
+	parser.add_argument("--rates", default="100,200,300,500", help="paced rates to try (saves/s)")
+	parser.add_argument("--seconds", type=float, default=30, help="how long each paced rate runs")
+	parser.add_argument("--latency-rate", type=float, default=200)
+	parser.add_argument("--workers", type=int, default=2)
+	parser.add_argument("--out", default="benchmarks/results/trickle.json")
+	parser.add_argument(
+		"--save", nargs=5, metavar=("RATE", "COUNT", "SECONDS", "TAG", "OUT"), help=argparse.SUPPRESS
+	)
+	args = parser.parse_args()
+	if args.save:
+		rate, count, seconds, tag, out = args.save
+		save_loop(float(rate), int(count), float(seconds), tag, out)
+		return
+	out = str((Path.cwd() / args.out).resolve())
+	frappe = connect_site()
+	from confluent_kafka.admin import AdminClient, NewTopic
+
+	from spine import compat
+	from spine.demo import CALLS_KEY
+
+	cache = compat.cache()
+	run = uuid.uuid4().hex[:6]
+	topic = f"bench-trickle-{run}"
+	procs: list[subprocess.Popen] = []
+	tmp = Path(tempfile.mkdtemp(prefix="spine-trickle-"))
+
+	def savers(rate: float, count: int, seconds: float, label: str) -> tuple[list, list[Path]]:
+		"""Saver processes (one per 150 saves/s: one process saves ~200/s here) and the files each
+		writes its (name, commit time) pairs to."""
+		n = max(1, int(-(-rate // 150))) if rate else 1
+		files = [tmp / f"{label}-{i}.json" for i in range(n)]
+		runs = [
+			subprocess.Popen(
+				[
+					sys.executable,
+					SELF,
+					"--save",
+					str(rate / n),
+					str(count // n),
+					str(seconds),
+					f"bench trickle {run} {label} {i}",
+					str(f),
+				],
+				cwd=os.getcwd(),
+				env=os.environ,
+			)  # fmt: skip
+			for i, f in enumerate(files)
+		]
+		return runs, files
+
+	def handled() -> dict[str, float]:
+		return {
+			mid: float(when) for mid, when in (e.decode().split() for e in cache.lrange(CALLS_KEY, 0, -1))
+		}
+
+	def message_ids() -> dict[str, str]:
+		frappe.db.rollback()
+		rows = frappe.db.sql(
+			"SELECT document_name, message_id FROM `tabMessage Log` WHERE name > %s AND direction = 'Outbound' "
+			"AND topic = %s",
+			(after, topic),
+		)
+		return dict(rows)
+
+	def captured() -> int:
+		frappe.db.rollback()
+		return frappe.db.sql(
+			"SELECT COUNT(*) FROM `tabMessage Log` WHERE name > %s AND direction = 'Outbound' AND topic = %s",
+			(after, topic),
+		)[0][0]
+
+	def consumer_cpu() -> float:
+		return sum(tree_cpu_seconds(p.pid) for p in procs[1:])
+
+	def paced(rate: float, seconds: float, label: str) -> dict:
+		"""Saves at ``rate`` for ``seconds``; backlog sampled every second."""
+		cache.delete_value(CALLS_KEY)
+		base = captured()
+		cpu0 = consumer_cpu()
+		runs, files = savers(rate, 0, seconds, label)
+		samples = []
+		while any(r.poll() is None for r in runs):
+			time.sleep(1)
+			samples.append(captured() - base - cache.llen(CALLS_KEY))
+		saved = [s for f in files for s in json.loads(f.read_text())]
+		end_backlog = samples[-1] if samples else 0
+		wait_until(lambda: cache.llen(CALLS_KEY) >= len(saved), 600, f"all {len(saved)} messages handled")
+		cpu = consumer_cpu() - cpu0
+		calls = handled()
+		ids = message_ids()
+		lat = [(calls[ids[n]] - t) * 1000 for n, t in saved if n in ids and ids[n] in calls]
+		achieved = len(saved) / seconds
+		return {
+			"rate_asked": rate,
+			"rate_saved": achieved,
+			"saved": len(saved),
+			"backlog_each_second": samples,
+			"backlog_at_end": end_backlog,
+			"kept_up": end_backlog <= max(achieved, 1),
+			"consumer_cpu_ms_per_message": cpu * 1000 / max(len(saved), 1),
+			"save_to_handler_ms": summary(lat) if lat else None,
+		}
+
+	producer_rows = [{"document_type": "ToDo", "topic": topic, "on_update": 1}]
+	consumer_rows = [{"topic": topic, "document_type": "ToDo", "event_handler": f"{DEMO}.record_call"}]
+	results: dict = {}
+	try:
+		with (
+			local_broker() as bootstrap,
+			site_kafka(bootstrap, **{"group.id": f"bench-{run}"}),
+			configs(frappe, producer_rows, consumer_rows, test_mode=1),
+		):
+			admin = AdminClient({"bootstrap.servers": bootstrap})
+			for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+				f.result(15)
+			queue = f"bench-{run}"
+			procs = [
+				start_process("spine-relay"),
+				start_process("jsonworker", "--queue", queue, "--numworkers", str(args.workers)),
+				start_process("eventdispatcher", "--queue", queue),
+			]
+			wait_until(
+				lambda: "assigned" in Path(procs[2].log_path).read_text(errors="replace"),
+				60,
+				"the dispatcher's partition assignment",
+			)
+			after = last_log_name(frappe)
+			results["warm_up"] = paced(20, 3, "warm")
+
+			# burst: as fast as one process saves, each save its own commit
+			cache.delete_value(CALLS_KEY)
+			cpu0 = consumer_cpu()
+			runs, files = savers(0, args.burst, 0, "burst")
+			for r in runs:
+				r.wait()
+			saved = [s for f in files for s in json.loads(f.read_text())]
+			last_save = max(t for _, t in saved)
+			wait_until(lambda: cache.llen(CALLS_KEY) >= len(saved), 600, "the burst handled")
+			calls = handled()
+			results["burst"] = {
+				"saves": len(saved),
+				"saves_per_second": len(saved) / (last_save - min(t for _, t in saved)),
+				"handled_after_last_save_s": max(calls.values()) - last_save,
+				"consumer_cpu_ms_per_message": (consumer_cpu() - cpu0) * 1000 / len(saved),
+			}
+			time.sleep(2)
+			results["latency"] = paced(args.latency_rate, args.seconds, "latency")
+			results["paced"] = [paced(float(r), args.seconds, f"paced-{r}") for r in args.rates.split(",")]
+			frappe.db.delete("ToDo", {"description": ("like", f"bench trickle {run} %")})
+			frappe.db.commit()
+	finally:
+		for p in procs:
+			stop_process(p)
+		frappe.destroy()
+
+	kept = [p["rate_saved"] for p in results["paced"] if p["kept_up"]]
+	results["sustained_kept_up_per_second"] = max(kept) if kept else 0
+	lat = results["latency"]["save_to_handler_ms"]
+	rows = [
+		(f"{results['burst']['saves']:,} saves, one commit each ({results['burst']['saves_per_second']:.0f}/s) → "
+			"all handled, after the last save (s)", f"{results['burst']['handled_after_last_save_s']:.2f}"),
+		("  consumer CPU per message in the burst (ms)", f"{results['burst']['consumer_cpu_ms_per_message']:.2f}"),
+		(f"save → handler at {args.latency_rate:.0f} saves/s, median (ms)", f"{lat['median']:.1f}"),
+		(f"save → handler at {args.latency_rate:.0f} saves/s, p95 (ms)", f"{lat['p95']:.1f}"),
+		*(
+			(f"paced {p['rate_asked']:.0f}/s for {args.seconds:.0f}s (saved {p['rate_saved']:.0f}/s): backlog at end, "
+				"CPU ms/msg", f"{p['backlog_at_end']} {'kept up' if p['kept_up'] else 'FELL BEHIND'}, "
+				f"{p['consumer_cpu_ms_per_message']:.2f}")
+			for p in results["paced"]
+		),
+		("highest paced rate kept up with (saves/s)", f"{results['sustained_kept_up_per_second']:.0f}"),
+	]  # fmt: skip
+	write_results(out, "Spine trickle: single-commit saves through the Procfile processes", rows, results)
+
+
+if __name__ == "__main__":
+	main()
