@@ -16,6 +16,7 @@ from spine import db_connection, envelope, logs
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
 from spine.kafka.poll_loop import Record, record_value
+from spine.kafka.stored import job_parts
 
 log = logs.logger(__name__)
 
@@ -33,9 +34,10 @@ _TEXT_COLUMNS = {
 	"message_id": 140, "document_type": 140, "document_name": 140, "event": 140, "topic": 255,
 	"kafka_key": 300, "origin_site": 140, "correlation_id": 140,
 }  # fmt: skip
-# A small batch on an idle system is handled in the job that stored it: the lowest latency. Bigger
-# ones, or any while other jobs wait, are handed to processing jobs so storing stays fast.
-INLINE_PROCESS_MAX_ROWS = 50
+# A batch on an idle system is handled in the transaction that stored it: the lowest latency and
+# the fewest statements per message. Bigger ones, or any while other jobs wait, are handed to
+# processing jobs so storing stays fast.
+INLINE_PROCESS_MAX_ROWS = 200
 INLINE_PROCESS_SECONDS = 1.0
 _ROW_PARAMS = ", ".join(["%s"] * len(_COLUMNS))
 
@@ -43,29 +45,71 @@ _ROW_PARAMS = ", ".join(["%s"] * len(_COLUMNS))
 def store_batch(
 	site: str, records: list[Record], queue_name: str | None = None, position: dict[str, Any] | None = None
 ) -> int:
-	"""RQ job entry (JSON args): store ``records`` (one partition's) for ``site``, then handle or kick.
+	"""RQ job entry (JSON args): store ``records`` for ``site`` and handle them, or kick processing.
 
-	With ``position`` (``{"group", "after"}``, from the dispatcher) the partition's stored position
-	moves past the records in the same transaction, and nothing is stored if the records do not
-	continue from it (see ``offsets.take``). Returns the rows stored.
+	With ``position`` (from the dispatcher, see ``stored.job_parts``) each partition's stored
+	position moves past its records in the same transaction, and nothing of a partition is stored
+	if its records do not continue from its position (see ``offsets.take``). A batch of up to
+	``INLINE_PROCESS_MAX_ROWS`` new rows, while no other job waits, is handled in the transaction
+	that stores it (one commit for both; a handler's failure still undoes only its own message).
+	If handling fails outside a handler, the rows are stored without it and processing is kicked.
+	Returns the rows stored.
 	"""
-	from spine.consumer import offsets
+	from spine.consumer import processor
 	from spine.consumer.queue import job_site
 
 	with job_site(site):
-		fresh = offsets.take(position["group"], records, int(position["after"])) if position else records
-		stored = store(fresh)
-		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the rows must be durable before processing
-		if records:  # even if all were stored before: the job that stored them may have died before handling
+		stored, pending = _store_records(records, position)
+		if not records:
+			return 0
+		if not pending or len(pending) > INLINE_PROCESS_MAX_ROWS or _backlog(queue_name):
+			frappe.db.commit()  # nosemgrep: frappe-manual-commit - the rows must be durable before processing
+			# nothing new: the job that stored them may have died before handling them
 			_process_or_kick(stored, queue_name)
+			return stored
+		try:
+			handled = processor.handle_stored(pending, max_seconds=INLINE_PROCESS_SECONDS)  # commits
+		except Exception as e:
+			_rolled_back(e, "handling the messages in the transaction that stores them failed")
+			stored, pending = _store_records(records, position)
+			frappe.db.commit()  # nosemgrep: frappe-manual-commit - stored now; a processing job handles them
+			handled = 0
+		if handled < len(pending) and queue_name:  # some wait behind an earlier message, or time ran out
+			processor.kick(queue_name)
 		return stored
 
 
-def _process_or_kick(stored: int, queue_name: str | None) -> None:
-	"""Handle a small batch right here (the site is set up already), otherwise kick processing jobs.
+def _store_records(records: list[Record], position: dict[str, Any] | None) -> tuple[int, list[str]]:
+	"""Take the positions and insert the rows (uncommitted); (rows stored, message ids of new Pending rows)."""
+	from spine.consumer import offsets
 
-	A failure here never fails the intake job: the rows are stored, and a processing job or the
-	per-minute scheduler handles them.
+	if position:
+		fresh = [
+			rec
+			for _tp, part, after in job_parts(records, position)
+			for rec in offsets.take(position["group"], part, after)
+		]
+	else:
+		fresh = records
+	return _insert(fresh)
+
+
+def _rolled_back(error: Exception, what: str) -> None:
+	"""End the failed transaction (a lost connection is replaced) and say so."""
+	if db_connection.is_lost(error):
+		db_connection.reconnect()
+	else:
+		frappe.db.rollback()
+	log.warning(
+		"Spine intake on %s: %s (%s); storing them without handling and kicking a processing job",
+		frappe.local.site, what, error, exc_info=True,
+	)  # fmt: skip
+
+
+def _process_or_kick(stored: int, queue_name: str | None) -> None:
+	"""Handle what is due right here (the site is set up already) if the queue is idle, otherwise
+	kick processing jobs. A failure here never fails the intake job: the rows are stored, and a
+	processing job or the per-minute scheduler handles them.
 	"""
 	from spine.consumer import processor
 
@@ -102,14 +146,26 @@ def _backlog(queue_name: str | None) -> bool:
 
 
 def store(records: list[Record]) -> int:
-	"""Insert one row per record (in the current transaction); duplicates are skipped."""
+	"""Insert one row per record (in the current transaction); duplicates are skipped. Returns the
+	rows inserted."""
+	return _insert(records)[0]
+
+
+def _insert(records: list[Record]) -> tuple[int, list[str]]:
+	"""``store``, also returning the message ids of the records that are Pending rows now (new in
+	this call, or stored before)."""
 	if not records:
-		return 0
+		return 0, []
 	max_bytes = _max_message_bytes()
 	now = now_datetime()
 	values: list[Any] = []
+	pending: list[str] = []
+	status_at, id_at = _COLUMNS.index("status"), _COLUMNS.index("message_id")
 	for rec in records:
-		values.extend(_row(rec, max_bytes))
+		row = _row(rec, max_bytes)
+		if row[status_at] == "Pending":
+			pending.append(row[id_at])
+		values.extend(row)
 	stamp = frappe.db.escape(str(now))
 	row_sql = (
 		f"(NEXTVAL(`message_log_id_seq`), {stamp}, {stamp}, 'Administrator', 'Administrator', 0, 0, "
@@ -120,7 +176,7 @@ def store(records: list[Record]) -> int:
 		+ ", ".join([row_sql] * len(records)),
 		values,
 	)
-	return frappe.db.sql("SELECT ROW_COUNT()")[0][0]
+	return frappe.db._cursor.rowcount, pending
 
 
 def coordinate_id(rec: Record) -> str:

@@ -95,6 +95,15 @@ _LOCK_SQL = """
 	ORDER BY name LIMIT %(limit)s
 	FOR UPDATE SKIP LOCKED
 """
+# The rows a job just stored, by message id (unique), in the job's own transaction.
+_LOCK_STORED_SQL = """
+	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
+		origin_site, attempts, message
+	FROM `tabMessage Log`
+	WHERE message_id IN %(ids)s AND direction = 'Inbound' AND status = 'Pending' AND next_attempt_at IS NULL
+	ORDER BY name
+	FOR UPDATE SKIP LOCKED
+"""
 # Per document of a batch, the first unfinished row that the batch does not hold and that comes
 # before some row it holds (rows of a partition are stored in offset order, so name order is
 # offset order within a document).
@@ -204,6 +213,16 @@ def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) 
 	return finished
 
 
+def handle_stored(message_ids: list[str], max_seconds: float = BATCH_SECONDS) -> int:
+	"""In the transaction that stored them: handle the Pending rows of ``message_ids`` and commit
+	(rows and handler effects together). Returns how many reached a new status; the others (behind
+	an earlier unfinished message of their document, or left when time ran out) stay Pending.
+	Raises on a failure outside a handler, with the transaction left to the caller to roll back.
+	"""
+	settings = config_cache.consumer_settings()
+	return Batch(settings, retry_policy(settings), max_seconds=max_seconds).run_stored(message_ids)
+
+
 def has_due() -> bool:
 	"""Whether a due, unblocked Inbound row is waiting."""
 	found = bool(frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": 1}))
@@ -282,6 +301,19 @@ class Batch:
 		if not rows:
 			frappe.db.rollback()
 			return 0
+		return self._run_locked(rows)
+
+	def run_stored(self, message_ids: list[str]) -> int:
+		"""``run`` for the rows of ``message_ids`` stored in this transaction; commits even if none is due."""
+		rows = (
+			frappe.db.sql(_LOCK_STORED_SQL, {"ids": tuple(message_ids)}, as_dict=True) if message_ids else []
+		)
+		if not rows:
+			frappe.db.commit()  # nosemgrep: frappe-manual-commit - what the caller stored
+			return 0
+		return self._run_locked(rows)
+
+	def _run_locked(self, rows: list) -> int:
 		rows = self._in_document_order(rows)
 		compat.after_commit(self.ended.on_commit)
 		compat.after_rollback(self.ended.on_rollback)

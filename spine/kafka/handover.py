@@ -1,9 +1,9 @@
 """Hand dispatcher batches to an RQ queue as JSON jobs. Plain Python (rq + redis), no Frappe.
 
-Each batch becomes one job per Kafka partition, carrying the offset its messages continue from, so
-the job stores them only if nothing before them is missing. A partition's job depends on that
-partition's previous job while it is still waiting or running, so with several jsonworkers
-the messages of one partition are still stored in offset order. Jobs are JSON (no pickles),
+Each batch becomes one job, carrying per Kafka partition the offset its messages continue from, so
+the job stores a partition's messages only if nothing before them is missing. A job depends on
+the previous job of each of its partitions while that is still waiting or running, so with
+several jsonworkers the messages of one partition are still stored in offset order. Jobs are JSON (no pickles),
 and retried when they fail or their worker dies, so a message in Redis reaches the database.
 """
 
@@ -34,11 +34,13 @@ def json_queue(name: str, connection: Redis) -> Queue:
 
 
 class JobHandOver:
-	"""``handover(records, starts)`` enqueues ``func(site, records_of_one_partition, queue_name, position)``
-	jobs, ``position`` being ``{"group": group, "after": offset the part continues from}``.
+	"""``handover(records, starts)`` enqueues one ``func(site, records, queue_name, position)`` job,
+	``position`` being ``{"group": group, "starts": [[topic, partition, offset its part continues
+	from], ...]}`` (see ``stored.job_parts``).
 
-	Returns only after Redis accepted every job of the batch (or raises). ``vanished`` tells a
-	job that can no longer store its messages, so the dispatcher reads them again.
+	Returns only after Redis accepted the job (or raises). ``vanished`` tells a job that can no
+	longer store its messages, so the dispatcher reads them again; ``busy`` whether a job handed
+	over now would wait behind others.
 	"""
 
 	def __init__(self, queue: Queue, func: str, site: str, group: str = ""):
@@ -51,34 +53,44 @@ class JobHandOver:
 	def __call__(
 		self, records: Sequence[dict[str, Any]], starts: dict[tuple[str, int], int] | None = None
 	) -> dict[tuple[str, int], str]:
-		groups: dict[tuple[str, int], list[dict[str, Any]]] = {}
+		ends: dict[tuple[str, int], tuple[int, int]] = {}
 		for rec in records:
-			groups.setdefault((rec["topic"], rec["partition"]), []).append(rec)
-		ids = {}
-		for tp, group in groups.items():
-			after = (starts or {}).get(tp, group[0]["offset"])
-			job = self.queue.enqueue(
-				self.func,
-				self.site,
-				group,
-				self.queue.name,
-				{"group": self.group, "after": after},
-				depends_on=self._unfinished(self.last_job.get(tp)),
-				retry=JOB_RETRY,
-				job_timeout=JOB_TIMEOUT,
-				result_ttl=RESULT_TTL,
-				failure_ttl=7 * 24 * 3600,
-				description=f"store {len(group)} messages of {tp[0]}[{tp[1]}] offsets {group[0]['offset']}-{group[-1]['offset']}",
-			)
+			tp = (rec["topic"], rec["partition"])
+			ends[tp] = (ends.get(tp, (rec["offset"],))[0], rec["offset"])
+		if not ends:
+			return {}
+		starts = starts or {}
+		earlier = {self.last_job[tp] for tp in ends if tp in self.last_job}
+		job = self.queue.enqueue(
+			self.func,
+			self.site,
+			list(records),
+			self.queue.name,
+			{
+				"group": self.group,
+				"starts": [[t, p, starts.get((t, p), first)] for (t, p), (first, _) in ends.items()],
+			},
+			# a partition's messages are stored in offset order: after its previous job, if unfinished
+			depends_on=[j for j in sorted(earlier) if self._unfinished(j)] or None,
+			retry=JOB_RETRY,
+			job_timeout=JOB_TIMEOUT,
+			result_ttl=RESULT_TTL,
+			failure_ttl=7 * 24 * 3600,
+			description=f"store {len(records)} messages of "
+			+ ", ".join(f"{t}[{p}]@{first}-{last}" for (t, p), (first, last) in sorted(ends.items())),
+		)
+		for tp in ends:
 			self.last_job[tp] = job.id
-			ids[tp] = job.id
-		if ids and self.group:
+		if self.group:
 			# for spine-status: how far each partition was handed over (lost with Redis, like the jobs)
 			self.queue.connection.hset(
-				handed_key(self.group),
-				mapping={f"{t}:{p}": groups[(t, p)][-1]["offset"] + 1 for t, p in ids},
+				handed_key(self.group), mapping={f"{t}:{p}": last + 1 for (t, p), (_, last) in ends.items()}
 			)
-		return ids
+		return {tp: job.id for tp in ends}
+
+	def busy(self) -> bool:
+		"""Whether jobs wait in the queue for a worker: one handed over now would wait behind them."""
+		return self.queue.count > 0
 
 	def vanished(self, job_id: str) -> bool:
 		"""Whether ``job_id`` can no longer store its messages: gone from Redis, ended, or taken off
@@ -103,16 +115,14 @@ class JobHandOver:
 		in_queue = conn.execute_command("LPOS", self.queue.key, job_id) is not None
 		return in_queue or conn.zscore(StartedJobRegistry(queue=self.queue).key, job_id) is not None
 
-	def _unfinished(self, job_id: str | None) -> str | None:
-		if not job_id:
-			return None
+	def _unfinished(self, job_id: str) -> bool:
 		try:
 			status = Job.fetch(
 				job_id, connection=self.queue.connection, serializer=JSONSerializer
 			).get_status()
 		except NoSuchJobError:
-			return None
-		return job_id if status in _UNFINISHED else None
+			return False
+		return status in _UNFINISHED
 
 
 def handed_key(group: str) -> str:

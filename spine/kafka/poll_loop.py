@@ -26,6 +26,11 @@ from spine.kafka.stored import TP, StoredOffsets
 
 log = logging.getLogger(__name__)
 
+# While the hand-over is busy, what is polled is held and joined into one batch, at most this long:
+# it would wait as long in the queue, and one job of many messages costs the worker about as much
+# as a job of one (a site saving one document per commit sends one message per poll)
+HOLD_SECONDS = 0.5
+
 # After an idle rest that ended because a partition has something new, the dispatcher fetches this long
 # before it may rest again, even if polls come back empty meanwhile
 NEWS_GRACE_SECONDS = 1.0
@@ -78,6 +83,9 @@ class HandOver(Protocol):
 	def vanished(self, job_id: str) -> bool:
 		"""Whether the job can no longer store its messages (gone from Redis, or ended)."""
 
+	def busy(self) -> bool:
+		"""Whether a batch handed over now would wait behind others before a worker takes it."""
+
 	def forget(self, tp: TP) -> None:
 		"""Drop what the hand-over remembers of a partition (it is read again or moved away)."""
 
@@ -93,7 +101,10 @@ class Dispatcher:
 	"""Consume ``topics()`` with ``consumer_conf``, hand batches to ``handover``, commit what ``offsets`` holds.
 
 	``topics`` is called every ``refresh_seconds`` so a config change is followed without a
-	restart. ``handover`` may raise: the batch is then offered again. The first
+	restart. ``handover`` may raise: the batch is then offered again. What a poll returns is handed
+	over at once while the hand-over is idle; while it is busy, polls are joined into one batch
+	(up to ``batch_size`` messages or ``hold_seconds``), so a trickle of single messages becomes
+	fewer, bigger jobs exactly when workers are behind. The first
 	SIGTERM/SIGINT/SIGQUIT finishes the current batch, commits what is stored and leaves the
 	group; a second one exits at once.
 	"""
@@ -112,6 +123,7 @@ class Dispatcher:
 		name: str = "spine-dispatcher",
 		on_cycle: Callable[[], None] | None = None,
 		idle_pause: float = 0.0,
+		hold_seconds: float = HOLD_SECONDS,
 	):
 		self.conf = dict(consumer_conf)
 		self.topics = topics
@@ -124,6 +136,7 @@ class Dispatcher:
 		self.name = name
 		self.on_cycle = on_cycle
 		self.idle_pause = idle_pause
+		self.hold_seconds = hold_seconds
 		self.stopping = False
 		self.subscribed: list[str] = []
 		self.handed_over = 0
@@ -135,6 +148,8 @@ class Dispatcher:
 		self._outstanding: dict[TP, deque[_Handed]] = {}  # handed over, not yet stored
 		self._committed: dict[TP, int] = {}
 		self._next_audit = 0.0
+		self._held: list[Message] = []  # polled, not yet handed over (the hand-over was busy)
+		self._held_since = 0.0
 
 	def stop(self, *_: Any) -> None:
 		"""First signal: finish the batch, commit, leave. A second one exits immediately."""
@@ -165,14 +180,19 @@ class Dispatcher:
 					continue
 				msgs = self._next_batch(consumer)
 				good = [m for m in msgs if not self._is_error(m)]
-				if good:
-					self._hand_over(consumer, good)
+				if good and not self._held:
+					self._held_since = time.monotonic()
+				self._held.extend(good)
+				if self._held and self._release():
+					self._hand_over(consumer, self._held)
+					self._held = []
 					batches += 1
 					no_rest_until = 0.0
 				if time.monotonic() >= self._next_audit:
 					self._audit(consumer)
 				if (
 					not msgs
+					and not self._held
 					and self.idle_pause
 					and time.monotonic() >= no_rest_until
 					and self._rest(consumer)
@@ -181,8 +201,30 @@ class Dispatcher:
 					# (a pause in the middle of that lookup starts it again, so pausing at every empty
 					# poll could keep a partition from ever being fetched)
 					no_rest_until = time.monotonic() + NEWS_GRACE_SECONDS
+			if self._held:  # stopping: what was held goes now (or is read again after the restart)
+				self._hand_over(consumer, self._held)
+				self._held = []
 		finally:
 			self._close(consumer)
+
+	def _release(self) -> bool:
+		"""Whether the held messages go now: the hand-over is idle, the batch is full, or they were
+		held long enough."""
+		if (
+			self.stopping
+			or len(self._held) >= self.batch_size
+			or time.monotonic() - self._held_since >= self.hold_seconds
+		):
+			return True
+		try:
+			return not self.handover.busy()
+		except Exception as e:
+			log.debug("%s: could not tell whether the hand-over is busy (%s); handing over", self.name, e)
+			return True
+
+	def _drop_held(self, tps: set[TP]) -> None:
+		"""Forget held messages of partitions read again or moved away (they are read again)."""
+		self._held = [m for m in self._held if (m.topic(), m.partition()) not in tps]
 
 	def _rest(self, consumer: Consumer) -> bool:
 		"""Stop fetching until a partition has something new (checked every ``idle_pause`` seconds with
@@ -235,12 +277,17 @@ class Dispatcher:
 		return False
 
 	def _next_batch(self, consumer: Consumer) -> list[Message]:
-		"""Wait for the first message (up to poll_timeout, or a moment between idle pauses), then take
-		what is already fetched (no extra wait)."""
-		first = consumer.poll(min(self.poll_timeout, 0.05) if self.idle_pause else self.poll_timeout)
+		"""Wait for the first message (up to poll_timeout, a moment between idle pauses, or a few
+		milliseconds while messages are held), then take what is already fetched (no extra wait)."""
+		if self._held:
+			wait = 0.005
+		else:
+			wait = min(self.poll_timeout, 0.05) if self.idle_pause else self.poll_timeout
+		first = consumer.poll(wait)
 		if first is None:
 			return []
-		return [first, *consumer.consume(self.batch_size - 1, 0)] if self.batch_size > 1 else [first]
+		room = self.batch_size - len(self._held) - 1
+		return [first, *consumer.consume(room, 0)] if room > 0 else [first]
 
 	def _hand_over(self, consumer: Consumer, msgs: list[Message]) -> None:
 		records = [to_record(m) for m in msgs]
@@ -341,6 +388,7 @@ class Dispatcher:
 				self.name, tp[0], tp[1], at, e)  # fmt: skip
 			return False
 		self._outstanding[tp].clear()
+		self._drop_held({tp})
 		self._next[tp] = at
 		self.handover.forget(tp)
 		self.rewinds += 1
@@ -390,6 +438,7 @@ class Dispatcher:
 		broker is another one, and the position belongs to messages that are no longer there; the
 		partition then starts as Kafka says (``auto.offset.reset``) and its start is recorded anew."""
 		tps = [(p.topic, p.partition) for p in partitions]
+		self._drop_held(set(tps))
 		try:
 			stored = self.offsets.stored(tps)
 		except Exception as e:
@@ -442,6 +491,7 @@ class Dispatcher:
 	def _leave_partitions(self, consumer: Consumer, tps: list[TP]) -> None:
 		if tps:
 			self._audit(consumer, tps, read_again=False)
+		self._drop_held(set(tps))
 		for tp in tps:
 			self._outstanding.pop(tp, None)
 			self._next.pop(tp, None)

@@ -41,3 +41,20 @@ def continuation(
 	if until <= stored_at:
 		return [], None
 	return [r for r in records if r["offset"] >= stored_at], until
+
+
+def job_parts(
+	records: Sequence[dict[str, Any]], position: dict[str, Any]
+) -> list[tuple[TP, list[dict[str, Any]], int]]:
+	"""A hand-over job's records split by partition, each with the offset it continues from.
+
+	``position`` is ``{"group", "starts": [[topic, partition, after], ...]}``; a job queued by an
+	earlier release holds one partition and ``"after": offset``.
+	"""
+	groups: dict[TP, list[dict[str, Any]]] = {}
+	for rec in records:
+		groups.setdefault((rec["topic"], rec["partition"]), []).append(rec)
+	if "after" in position:
+		return [(tp, part, int(position["after"])) for tp, part in groups.items()]
+	starts = {(t, int(p)): int(at) for t, p, at in position["starts"]}
+	return [(tp, part, starts[tp]) for tp, part in groups.items()]

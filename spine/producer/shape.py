@@ -112,23 +112,45 @@ def schema_to_publish(
 ) -> dict | None:
 	"""The ``spine.schemas`` payload to write ahead of this save's row, when ``version`` is new; else None.
 
-	Records the version in Spine Payload Schema in the same transaction, so it goes out once.
+	Records the version in Spine Payload Schema in the same transaction, so it goes out once. Once
+	a transaction that saw the version commits, the process knows it and asks no more; until then a
+	save costs one indexed lookup (which also sees a schema row undone by a rollback to a
+	savepoint), whatever the size of the transaction.
 	"""
 	key = (route["topic"], doctype, version)
 	if key in _published:
 		return None
-	compat.after_commit(lambda: _published.add(key))
-	known = frappe.db.exists(
-		SCHEMA_DOCTYPE,
-		{"topic": route["topic"], "document_type": doctype, "version": version, "direction": "Published"},
-	)
-	if known:
+	_known_after_commit(key)
+	if frappe.db.sql(_RECORDED_SQL, key):
 		return None
 	frappe.get_doc(
 		{"doctype": SCHEMA_DOCTYPE, "direction": "Published", "topic": route["topic"], "document_type": doctype,
 			"version": version, "origin_site": frappe.local.site, "schema": json.dumps(schema_doc, indent=1)}
 	).db_insert()  # fmt: skip
 	return schema_message(route["topic"], doctype, version, schema_doc)
+
+
+_RECORDED_SQL = """SELECT 1 FROM `tabSpine Payload Schema` WHERE topic = %s AND document_type = %s
+	AND version = %s AND direction = 'Published' LIMIT 1"""
+
+
+def _known_after_commit(key: tuple[str, str, str]) -> None:
+	"""Add ``key`` to what this process knows is published once the current transaction commits
+	(one pair of callbacks per transaction, not per save)."""
+	pending = getattr(frappe.local, "spine_schemas_checked", None)
+	if pending is None:
+		pending = frappe.local.spine_schemas_checked = set()
+
+		def committed() -> None:
+			_published.update(pending)
+			frappe.local.spine_schemas_checked = None
+
+		def rolled_back() -> None:
+			frappe.local.spine_schemas_checked = None
+
+		compat.after_commit(committed)
+		compat.after_rollback(rolled_back)
+	pending.add(key)
 
 
 def matches(doc, route: dict[str, Any]) -> bool:

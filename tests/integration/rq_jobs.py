@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 import redis
 
-from spine.kafka.stored import TP, continuation
+from spine.kafka.stored import TP, continuation, job_parts
 
 RESULTS_KEY = "spine-test:stored"
 POSITIONS_KEY = "spine-test:positions"
@@ -24,29 +24,32 @@ def _field(group: str, topic: str, partition: int) -> str:
 
 
 def store(site: str, records: list, queue_name: str, position: dict | None = None) -> int:
-	"""Append the records to a Redis list, as intake stores them in Message Log, moving the
+	"""Append the records to a Redis list, as intake stores them in Message Log, moving each
 	partition's stored position by the same rule in the same (Redis) transaction."""
 	conn = _conn()
-	if not position:
-		fresh, field, until = records, None, None
-	else:
-		field = _field(position["group"], records[0]["topic"], records[0]["partition"])
+	parts = job_parts(records, position) if position else [(None, records, None)]
 	with conn.pipeline() as pipe:
 		while True:
 			try:
-				if field:
+				fields = [_field(position["group"], *tp) for tp, _, _ in parts] if position else []
+				if fields:
 					pipe.watch(POSITIONS_KEY)
+				plan = []
+				for (_tp, part, after), field in zip(parts, fields or [None] * len(parts), strict=True):
+					if field is None:
+						plan.append((part, None, None))
+						continue
 					at = pipe.hget(POSITIONS_KEY, field)
-					fresh, until = continuation(
-						records, position["after"], int(at) if at is not None else position["after"]
-					)
+					fresh, until = continuation(part, after, int(at) if at is not None else after)
+					plan.append((fresh, field, until))
 				pipe.multi()
-				for rec in fresh:
-					pipe.rpush(RESULTS_KEY, json.dumps({"site": site, "queue": queue_name, **rec}))
-				if until is not None:
-					pipe.hset(POSITIONS_KEY, field, until)
+				for fresh, field, until in plan:
+					for rec in fresh:
+						pipe.rpush(RESULTS_KEY, json.dumps({"site": site, "queue": queue_name, **rec}))
+					if until is not None:
+						pipe.hset(POSITIONS_KEY, field, until)
 				pipe.execute()
-				return len(fresh)
+				return sum(len(fresh) for fresh, _, _ in plan)
 			except redis.WatchError:
 				continue
 
@@ -87,9 +90,12 @@ class Direct:
 		ids = {}
 		for tp in {(r["topic"], r["partition"]) for r in records}:
 			part = [r for r in records if (r["topic"], r["partition"]) == tp]
-			store(self.site, part, "direct", {"group": self.group, "after": starts[tp]})
+			store(self.site, part, "direct", {"group": self.group, "starts": [[*tp, starts[tp]]]})
 			ids[tp] = f"direct-{self.calls}"
 		return ids
+
+	def busy(self) -> bool:
+		return False
 
 	def vanished(self, job_id: str) -> bool:
 		return True  # it stored before returning: nothing can still be on its way

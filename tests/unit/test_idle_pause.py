@@ -115,6 +115,9 @@ class StoredAtOnce:
 	def vanished(self, job_id):
 		return True
 
+	def busy(self):
+		return False
+
 	def forget(self, tp):
 		pass
 
