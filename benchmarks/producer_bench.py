@@ -19,6 +19,9 @@ from spine import compat
 def main() -> None:
 	parser = argparse.ArgumentParser(description=__doc__)
 	parser.add_argument("--saves", type=int, default=300, help="saves per configuration")
+	parser.add_argument(
+		"--transaction-sizes", default="500,5000", help="saves per transaction for the in-transaction cost"
+	)
 	parser.add_argument("--relay-rows", type=int, default=10_000, help="pending rows the relay publishes")
 	parser.add_argument("--out", default="benchmarks/results/producer.json")
 	args = parser.parse_args()
@@ -86,6 +89,30 @@ def main() -> None:
 					times[label].append(time.perf_counter() - start)
 				if i % 50 == 49:
 					relay.drain()
+			# inside one big transaction (a data import): what a configured save adds, early and late in it
+			in_transaction = {}
+			for size in [int(n) for n in args.transaction_sizes.split(",") if n]:
+				took = {}
+				for label in ("not involved", "configured"):
+					frappe.local.doc_events_hooks, routes_in_use = modes[label]
+					frappe.local.cache[route_key] = routes_in_use
+					took[label] = []
+					for i in range(size):
+						doc = frappe.get_doc({"doctype": "ToDo", "description": f"bench txn {i}"})
+						start = time.perf_counter()
+						doc.insert()
+						took[label].append((time.perf_counter() - start) * 1000)
+					frappe.db.commit()
+				tail = max(1, size // 10)
+				in_transaction[size] = {
+					"added_ms_median": statistics.median(took["configured"])
+					- statistics.median(took["not involved"]),
+					"added_ms_median_last_tenth": statistics.median(took["configured"][-tail:])
+					- statistics.median(took["not involved"][-tail:]),
+					"insert_ms_median_not_involved": statistics.median(took["not involved"]),
+				}
+				frappe.db.delete("ToDo", {"description": ("like", "bench txn %")})
+				frappe.db.commit()
 			frappe.local.doc_events_hooks = with_spine
 			route("Note", topic)
 			lookups = 100_000
@@ -135,6 +162,13 @@ def main() -> None:
 			"added per save, configured with a condition and 3 fields (median ms)",
 			f"{ms['condition and fields']['median'] - base:+.3f}",
 		),  # fmt: skip
+		*(
+			(
+				f"added per configured insert, {size:,} saves in one transaction: median / last tenth (ms)",
+				f"{v['added_ms_median']:+.3f} / {v['added_ms_median_last_tenth']:+.3f}",
+			)
+			for size, v in in_transaction.items()
+		),  # fmt: skip
 		("ratio configured / not involved", f"{ms['configured']['median'] / base:.2f}"),
 		("capture hook, unconfigured DocType (µs per call)", f"{lookup_us:.2f}"),
 		("relay: rows published / pending", f"{published} / {pending}"),
@@ -151,6 +185,7 @@ def main() -> None:
 				"configured": ms["configured"]["median"] - base,
 				"condition_and_fields": ms["condition and fields"]["median"] - base,
 			},
+			"in_transaction": in_transaction,
 			"capture_hook_unconfigured_us": lookup_us,
 			"relay": {
 				"rows": pending,
