@@ -136,14 +136,23 @@ def main() -> None:
 			(after, topic),
 		)[0][0]
 
-	def consumer_cpu() -> float:
-		return sum(tree_cpu_seconds(p.pid) for p in procs[1:])
+	def cpu() -> dict[str, float]:
+		return {
+			name: tree_cpu_seconds(p.pid)
+			for name, p in zip(("relay", "jsonworkers", "dispatcher"), procs, strict=True)
+		}
+
+	def cpu_ms_per_message(before: dict[str, float], messages: int) -> dict[str, float]:
+		"""CPU per message of each process group since ``before`` (the broker, MariaDB and Redis not
+		counted); "consumer" is the dispatcher and the jsonworkers."""
+		used = {k: (v - before[k]) * 1000 / max(messages, 1) for k, v in cpu().items()}
+		return {**used, "consumer": used["dispatcher"] + used["jsonworkers"]}
 
 	def paced(rate: float, seconds: float, label: str) -> dict:
 		"""Saves at ``rate`` for ``seconds``; backlog sampled every second."""
 		cache.delete_value(CALLS_KEY)
 		base = captured()
-		cpu0 = consumer_cpu()
+		cpu0 = cpu()
 		runs, files = savers(rate, 0, seconds, label)
 		samples = []
 		while any(r.poll() is None for r in runs):
@@ -152,7 +161,7 @@ def main() -> None:
 		saved = [s for f in files for s in json.loads(f.read_text())]
 		end_backlog = samples[-1] if samples else 0
 		wait_until(lambda: cache.llen(CALLS_KEY) >= len(saved), 600, f"all {len(saved)} messages handled")
-		cpu = consumer_cpu() - cpu0
+		used = cpu_ms_per_message(cpu0, len(saved))
 		calls = handled()
 		ids = message_ids()
 		lat = [(calls[ids[n]] - t) * 1000 for n, t in saved if n in ids and ids[n] in calls]
@@ -164,7 +173,8 @@ def main() -> None:
 			"backlog_each_second": samples,
 			"backlog_at_end": end_backlog,
 			"kept_up": end_backlog <= max(achieved, 1),
-			"consumer_cpu_ms_per_message": cpu * 1000 / max(len(saved), 1),
+			"consumer_cpu_ms_per_message": used["consumer"],
+			"cpu_ms_per_message": used,
 			"save_to_handler_ms": summary(lat) if lat else None,
 		}
 
@@ -196,7 +206,7 @@ def main() -> None:
 
 			# burst: as fast as one process saves, each save its own commit
 			cache.delete_value(CALLS_KEY)
-			cpu0 = consumer_cpu()
+			cpu0 = cpu()
 			runs, files = savers(0, args.burst, 0, "burst")
 			for r in runs:
 				r.wait()
@@ -208,7 +218,7 @@ def main() -> None:
 				"saves": len(saved),
 				"saves_per_second": len(saved) / (last_save - min(t for _, t in saved)),
 				"handled_after_last_save_s": max(calls.values()) - last_save,
-				"consumer_cpu_ms_per_message": (consumer_cpu() - cpu0) * 1000 / len(saved),
+				"cpu_ms_per_message": cpu_ms_per_message(cpu0, len(saved)),
 			}
 			time.sleep(2)
 			results["latency"] = paced(args.latency_rate, args.seconds, "latency")
@@ -226,7 +236,8 @@ def main() -> None:
 	rows = [
 		(f"{results['burst']['saves']:,} saves, one commit each ({results['burst']['saves_per_second']:.0f}/s) → "
 			"all handled, after the last save (s)", f"{results['burst']['handled_after_last_save_s']:.2f}"),
-		("  consumer CPU per message in the burst (ms)", f"{results['burst']['consumer_cpu_ms_per_message']:.2f}"),
+		("  CPU per message in the burst: dispatcher / jsonworkers / relay (ms)",
+			" / ".join(f"{results['burst']['cpu_ms_per_message'][k]:.2f}" for k in ("dispatcher", "jsonworkers", "relay"))),
 		(f"save → handler at {args.latency_rate:.0f} saves/s, median (ms)", f"{lat['median']:.1f}"),
 		(f"save → handler at {args.latency_rate:.0f} saves/s, p95 (ms)", f"{lat['p95']:.1f}"),
 		*(
