@@ -73,6 +73,13 @@ def _json(_ctx, _param, value: str | None):
 _numworkers = click.option(
 	"--numworkers", type=click.IntRange(min=1), default=1, show_default=True, help="processes to run"
 )
+_metrics_port = click.option(
+	"--metrics-port",
+	type=click.IntRange(1, 65535),
+	default=None,
+	help="serve Prometheus metrics on this port (/metrics); default: the kafka block's spine.metrics.port "
+	"(+1 for eventdispatcher, +2 for jsonworker), else off",
+)
 _queue_option = click.option(
 	"--queue",
 	required=True,
@@ -161,15 +168,16 @@ def spine_schema(context, doctype: str | None, every: bool, topic: str | None, p
 
 
 @click.command("spine-relay")
+@_metrics_port
 @pass_context
 @_friendly_errors
-def spine_relay(context) -> None:
+def spine_relay(context, metrics_port: int | None) -> None:
 	"""Publish this site's captured events the moment their transaction commits (long-running)."""
 	from spine import logs
 	from spine.producer.relay import serve
 
 	logs.to_terminal()
-	serve(get_site(context))
+	serve(get_site(context), metrics_port)
 
 
 # --- consumer commands ---
@@ -178,26 +186,28 @@ def spine_relay(context) -> None:
 @click.command("eventdispatcher")
 @_queue_option
 @_numworkers
+@_metrics_port
 @pass_context
 @_friendly_errors
-def eventdispatcher(context, queue: str, numworkers: int) -> None:
+def eventdispatcher(context, queue: str, numworkers: int, metrics_port: int | None) -> None:
 	"""Read the topics of Spine Consumer Config and hand the messages to the jsonworkers' queue."""
 	from spine.consumer.processes import run_dispatchers
 
-	run_dispatchers(get_site(context), queue, numworkers)
+	run_dispatchers(get_site(context), queue, numworkers, metrics_port)
 
 
 @click.command("jsonworker")
 @_queue_option
 @_numworkers
 @click.option("--burst", is_flag=True, help="exit once the queue is empty")
+@_metrics_port
 @pass_context
 @_friendly_errors
-def jsonworker(context, queue: str, numworkers: int, burst: bool) -> None:
+def jsonworker(context, queue: str, numworkers: int, burst: bool, metrics_port: int | None) -> None:
 	"""Store dispatched messages in Message Log and process them."""
 	from spine.consumer.processes import run_workers
 
-	run_workers(get_site(context), queue, numworkers, burst=burst)
+	run_workers(get_site(context), queue, numworkers, burst=burst, metrics_port=metrics_port)
 
 
 # --- operations commands ---

@@ -16,6 +16,7 @@ from spine import compat
 
 __all__ = [
 	"CALLS_KEY",
+	"TRACES_KEY",
 	"add_comment",
 	"add_comment_row",
 	"add_marker",
@@ -25,14 +26,17 @@ __all__ = [
 	"comment_batch",
 	"commit_then_comment",
 	"drop_closed",
+	"fail_marked",
 	"fail_until",
 	"noop",
 	"noop_batch",
 	"record_call",
+	"record_trace",
 	"rollback_then_comment",
 ]
 
 CALLS_KEY = "spine:demo:calls"
+TRACES_KEY = "spine:demo:traces"
 
 
 def noop(message: dict[str, Any]) -> None:
@@ -47,6 +51,19 @@ def record_call(message: dict[str, Any]) -> None:
 	header = message["Header"]
 	ident = header.get("MessageId") or header.get("DocName") or message["Payload"].get("name")
 	compat.cache().rpush(CALLS_KEY, f"{ident} {time.time():.6f}")
+
+
+def record_trace(message: dict[str, Any]) -> None:
+	"""Append ``<message id> <Header.TraceParent>`` to a Redis list (``TRACES_KEY``)."""
+	header = message["Header"]
+	compat.cache().rpush(TRACES_KEY, f"{header.get('MessageId')} {header.get('TraceParent')}")
+
+
+def fail_marked(message: dict[str, Any]) -> None:
+	"""Raise for a document whose description starts with FAIL; record the call otherwise."""
+	if str(message["Payload"].get("description") or "").startswith("FAIL"):
+		raise RuntimeError("demo failure: the document is marked FAIL")
+	record_call(message)
 
 
 def fail_until(message: dict[str, Any]) -> None:

@@ -27,6 +27,9 @@ SPINE_KEYS: dict[str, Any] = {
 	# Kafka, which holds an empty fetch for fetch.wait.max.ms; a broker that answers empty fetches
 	# at once (the local development broker) would otherwise keep a consumer busy at half a core
 	"spine.consumer.idle.pause.ms": 0,
+	# Spine's: Prometheus metrics of spine-relay on this port, eventdispatcher on +1, jsonworker on
+	# +2 (0: off unless a command's --metrics-port says otherwise)
+	"spine.metrics.port": 0,
 }
 
 # librdkafka properties that only a consumer accepts (CONFIGURATION.md, "C" rows).
@@ -273,7 +276,7 @@ def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
 
 def _validate_spine_keys(spine: dict[str, Any]) -> None:
 	for key, least in (("consumer.min.commit.count", 1), ("spine.max.message.bytes", 1),
-			("spine.consumer.idle.pause.ms", 0)):  # fmt: skip
+			("spine.consumer.idle.pause.ms", 0), ("spine.metrics.port", 0)):  # fmt: skip
 		value = spine[key]
 		try:
 			number = int(value)
@@ -281,4 +284,8 @@ def _validate_spine_keys(spine: dict[str, Any]) -> None:
 			raise KafkaConfigError(f'"kafka"."{key}" must be a whole number (got {value!r:.40})') from None
 		if number < least:
 			raise KafkaConfigError(f'"kafka"."{key}" must be at least {least} (got {number})')
+		if key == "spine.metrics.port" and number > 65533:
+			raise KafkaConfigError(
+				f'"kafka"."{key}" must be a port up to 65533 (its +2 is the jsonworker\'s; got {number})'
+			)
 		spine[key] = number

@@ -7,12 +7,13 @@ from Kafka disappears. After the commit, processing is kicked.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import frappe
 from frappe.utils import now_datetime
 
-from spine import db_connection, envelope, logs
+from spine import compat, db_connection, envelope, logs, metrics, trace
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
 from spine.kafka.poll_loop import Record, record_value
@@ -25,6 +26,7 @@ log = logs.logger(__name__)
 _COLUMNS = (
 	"status", "message_id", "document_type", "document_name", "event", "topic", "kafka_key",
 	"kafka_partition", "kafka_offset", "origin_site", "last_error", "message", "correlation_id",
+	"trace_parent",
 )  # fmt: skip
 _FIXED_COLUMNS = "name, creation, modified, owner, modified_by, docstatus, idx, direction, attempts"
 # Text columns and their lengths (message_log.json). INSERT IGNORE would cut a longer value
@@ -176,7 +178,42 @@ def _insert(records: list[Record]) -> tuple[int, list[str]]:
 		+ ", ".join([row_sql] * len(records)),
 		values,
 	)
-	return frappe.db._cursor.rowcount, pending
+	inserted = frappe.db._cursor.rowcount
+	if metrics.enabled():
+		_count_after_commit(records, values, inserted, now)
+	return inserted, pending
+
+
+def _count_after_commit(records: list[Record], values: list[Any], inserted: int, now) -> None:
+	"""Metrics of the rows this statement inserted, recorded if its transaction commits."""
+	per_row = len(_COLUMNS)
+	rows = [values[i : i + per_row] for i in range(0, len(values), per_row)]
+	at = {c: _COLUMNS.index(c) for c in ("status", "message_id", "topic")}
+	if inserted < len(records):  # some were stored before: count only the rows of this statement
+		mine = {
+			mid
+			for (mid,) in frappe.db.sql(
+				"SELECT message_id FROM `tabMessage Log` WHERE direction = 'Inbound' AND message_id IN %s "
+				"AND creation = %s",
+				(tuple(r[at["message_id"]] for r in rows), now),
+			)
+		}
+		kept = [(rec, r) for rec, r in zip(records, rows, strict=True) if r[at["message_id"]] in mine]
+	else:
+		kept = list(zip(records, rows, strict=True))
+	site = frappe.local.site
+
+	def record() -> None:
+		stamp = time.time()
+		for rec, r in kept:
+			metrics.inc(
+				"spine_messages_stored_total", site=site, topic=r[at["topic"]], status=r[at["status"]]
+			)
+			if rec.get("timestamp_ms"):
+				metrics.observe("spine_published_to_stored_seconds", stamp - rec["timestamp_ms"] / 1000,
+					site=site, topic=r[at["topic"]])  # fmt: skip
+
+	compat.after_commit(record)
 
 
 def coordinate_id(rec: Record) -> str:
@@ -216,6 +253,9 @@ def _row(rec: Record, max_bytes: int) -> list[Any]:
 		origin_site=env.origin_site or env.origin,
 		message=rec["value"],
 		correlation_id=_text(env.body["Header"].get("CorrelationId")),
+		trace_parent=env.body["Header"].get("TraceParent")
+		if trace.parse(env.body["Header"].get("TraceParent"))
+		else None,
 	)
 
 

@@ -26,7 +26,7 @@ from rq.job import Job
 from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
-from spine import db_connection, logs
+from spine import db_connection, logs, metrics
 from spine.consumer.queue import json_queue, queue_name
 from spine.errors import SpineError
 
@@ -42,21 +42,30 @@ class Child:
 	args: tuple = ()
 
 
-def run_dispatchers(site: str, queue: str, numworkers: int) -> None:
+def run_dispatchers(site: str, queue: str, numworkers: int, metrics_port: int | None = None) -> None:
 	"""``eventdispatcher``: ``numworkers`` consumers of one group, handing batches to ``queue``.
 
 	Refuses to start (``KafkaConfigError``, ``BrokerUnavailable``) when the site's kafka block is
-	unusable or the broker does not answer, before any process is forked.
+	unusable or the broker does not answer, before any process is forked. Serves Prometheus
+	metrics on ``metrics_port`` (or the kafka block's ``spine.metrics.port`` + 1) if one is set.
 	"""
 	from spine.settings import broker
 
 	with _site(site):
 		broker.check_reachable()
+		broker.serve_metrics(metrics_port, "eventdispatcher")
 	run_group([Child(f"eventdispatcher-{i}", dispatcher_main, (i, site, queue)) for i in range(numworkers)])
 
 
-def run_workers(site: str, queue: str, numworkers: int, burst: bool = False) -> None:
-	"""``jsonworker``: ``numworkers`` RQ workers executing the JSON jobs of ``queue``."""
+def run_workers(
+	site: str, queue: str, numworkers: int, burst: bool = False, metrics_port: int | None = None
+) -> None:
+	"""``jsonworker``: ``numworkers`` RQ workers executing the JSON jobs of ``queue``; metrics as
+	``run_dispatchers`` (the kafka block's ``spine.metrics.port`` + 2)."""
+	from spine.settings import broker
+
+	with _site(site):
+		broker.serve_metrics(metrics_port, "jsonworker")
 	run_group([Child(f"jsonworker-{i}", worker_main, (i, site, queue, burst)) for i in range(numworkers)])
 
 
@@ -83,11 +92,15 @@ def run_group(children: list[Child], while_running: Callable[[], None] | None = 
 
 	for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
 		signal.signal(sig, forward)
+	gone: set[int] = set()
 	while any(p.is_alive() for p in procs):
 		if while_running:
 			while_running()
 		for proc in procs:
 			proc.join(0.2 / len(procs))
+			if proc.exitcode is not None and proc.pid not in gone:
+				gone.add(proc.pid)
+				metrics.process_exited(proc.pid)
 	failed = [p.name for p in procs if p.exitcode not in (0, None, -signal.SIGTERM)]
 	if failed:
 		log.error("%s exited with an error; see logs/spine.log", ", ".join(failed))
@@ -171,6 +184,12 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 			# static membership: each process needs its own id; a restarted process takes its
 			# partitions back at once instead of waiting for the group to notice the old one died
 			consumer_conf["group.instance.id"] = f"{consumer_conf['group.instance.id']}-{index}"
+		metrics.set_gauge("spine_process_up", 1, site=site, process="eventdispatcher")
+
+		def report_lag(lag: dict) -> None:
+			for (topic, partition), behind in lag.items():
+				metrics.set_gauge("spine_consumer_lag", behind, site=site, topic=topic, partition=partition)
+
 		dispatcher = Dispatcher(
 			consumer_conf,
 			topics,
@@ -180,6 +199,7 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 			name=f"eventdispatcher-{index}@{site}",
 			idle_pause=settings.spine["spine.consumer.idle.pause.ms"] / 1000,
 			on_cycle=_ProcessingWatch(name, outage) if index == 0 else None,
+			report_lag=report_lag if metrics.enabled() else None,
 		)
 		dispatcher.install_signal_handlers()
 		log.info(
@@ -212,6 +232,8 @@ class _ProcessingWatch:
 		try:
 			if db_connection.call(lambda: processor.stalled(self.queue_name), self.outage):
 				processor.kick(self.queue_name)
+			if metrics.enabled():
+				db_connection.call(processor.report_backlog, self.outage)
 		except Exception as e:
 			log.debug("eventdispatcher: processing check failed: %s", e)
 
@@ -227,6 +249,7 @@ def worker_main(index: int, site: str, queue: str, burst: bool) -> None:
 
 	name = queue_name(queue)
 	connection = get_redis_conn()
+	metrics.set_gauge("spine_process_up", 1, site=site, process="jsonworker")
 	worker = _Worker(
 		[Queue(name, connection=connection, serializer=JSONSerializer)],
 		connection=connection,

@@ -32,7 +32,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, logs
+from spine import compat, db_connection, logs, metrics, trace
 from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
@@ -88,7 +88,7 @@ _CANDIDATES_SQL = f"""
 """
 _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
-		origin_site, attempts, message
+		origin_site, attempts, message, creation, trace_parent
 	FROM `tabMessage Log`
 	WHERE name IN %(names)s AND direction = 'Inbound' AND status IN ('Pending', 'Error', 'Waiting')
 		AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
@@ -98,7 +98,7 @@ _LOCK_SQL = """
 # The rows a job just stored, by message id (unique), in the job's own transaction.
 _LOCK_STORED_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
-		origin_site, attempts, message
+		origin_site, attempts, message, creation, trace_parent
 	FROM `tabMessage Log`
 	WHERE message_id IN %(ids)s AND direction = 'Inbound' AND status = 'Pending' AND next_attempt_at IS NULL
 	ORDER BY name
@@ -223,6 +223,25 @@ def handle_stored(message_ids: list[str], max_seconds: float = BATCH_SECONDS) ->
 	return Batch(settings, retry_policy(settings), max_seconds=max_seconds).run_stored(message_ids)
 
 
+def report_backlog() -> None:
+	"""Set the inbound gauges (metrics on only): rows pending, waiting, and the oldest pending's age."""
+	counts = dict(
+		frappe.db.sql(
+			"""SELECT status, COUNT(*) FROM `tabMessage Log` WHERE direction = 'Inbound'
+			AND status IN ('Pending', 'Error', 'Waiting') GROUP BY status"""
+		)
+	)
+	oldest = frappe.db.sql(
+		"SELECT MIN(creation) FROM `tabMessage Log` WHERE direction = 'Inbound' AND status = 'Pending'"
+	)[0][0]
+	frappe.db.rollback()  # end the read
+	site = frappe.local.site
+	metrics.set_gauge("spine_inbound_pending", counts.get("Pending", 0), site=site)
+	metrics.set_gauge("spine_inbound_waiting", counts.get("Error", 0) + counts.get("Waiting", 0), site=site)
+	age = (now_datetime() - oldest).total_seconds() if oldest else 0
+	metrics.set_gauge("spine_oldest_pending_seconds", age, site=site, direction="Inbound")
+
+
 def has_due() -> bool:
 	"""Whether a due, unblocked Inbound row is waiting."""
 	found = bool(frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": 1}))
@@ -293,6 +312,8 @@ class Batch:
 	)  # row -> a line for its attempt history (sync outcome)
 	_routes: dict[tuple, tuple[str | None, _Route | None]] = field(default_factory=dict)
 	_woken: set[str] = field(default_factory=set)  # documents synced in this batch: their waiters are due
+	_rows: dict[int, Any] = field(default_factory=dict)  # locked rows by name (topic, creation for metrics)
+	_measured: list[tuple[Callable, str, float, dict]] = field(default_factory=list)  # recorded after commit
 
 	def run(self, names: list[int], limit: int) -> int:
 		rows = frappe.db.sql(
@@ -315,6 +336,7 @@ class Batch:
 
 	def _run_locked(self, rows: list) -> int:
 		rows = self._in_document_order(rows)
+		self._rows = {r.name: r for r in rows}
 		compat.after_commit(self.ended.on_commit)
 		compat.after_rollback(self.ended.on_rollback)
 		started = time.monotonic()
@@ -426,13 +448,20 @@ class Batch:
 			self._marked.setdefault(("Skipped", late), []).append(row.name)
 			return None
 		savepoint = self._savepoint()
+		started = time.monotonic()
+		# what the handlers save is published in this message's trace
+		frappe.flags.spine_traceparent = (body.get("Header") or {}).get("TraceParent")
 		try:
 			if route.sync_rule:
 				try:
-					self._notes[row.name] = sync_apply.apply(
-						body, route.sync_rule, row.message_id, self._woken
-					)
+					note = sync_apply.apply(body, route.sync_rule, row.message_id, self._woken)
+					self._notes[row.name] = note
+					self._measure(metrics.inc, "spine_sync_outcomes_total", 1, topic=row.topic,
+						outcome="unchanged" if note.endswith("nothing saved") else note.split()[1])  # fmt: skip
 				except sync_apply.SyncSkipped as e:
+					self._measure(
+						metrics.inc, "spine_sync_outcomes_total", 1, topic=row.topic, outcome="skip"
+					)
 					if not route.handlers:
 						raise
 					self._notes[row.name] = f"sync: skipped ({e.reason})"
@@ -462,6 +491,10 @@ class Batch:
 			return None
 		finally:
 			frappe.flags.spine_synced_docs = None
+			frappe.flags.spine_traceparent = None
+			self._measure(
+				metrics.observe, "spine_handler_seconds", time.monotonic() - started, topic=row.topic
+			)
 		if not self.ended.ended:
 			self._processed.append(row.name)
 		return None
@@ -473,9 +506,13 @@ class Batch:
 			return None
 		bodies = [json.loads(r.message) for r in rows]
 		savepoint = self._savepoint()
+		started = time.monotonic()
 		try:
 			for handler in route.handlers:
 				handler(bodies)
+			self._measure(
+				metrics.observe, "spine_handler_seconds", time.monotonic() - started, topic=rows[0].topic
+			)
 		except Exception as e:
 			if self.ended.ended:
 				return e, frappe.get_traceback()
@@ -541,7 +578,9 @@ class Batch:
 			frappe.db.rollback()
 			return 0
 		row = locked[0]
+		self._rows[row.name] = row
 		body = json.loads(row.message)
+		frappe.flags.spine_traceparent = (body.get("Header") or {}).get("TraceParent")
 		try:
 			for handler in route.handlers:
 				handler([body] if route.batch else body)
@@ -551,8 +590,34 @@ class Batch:
 			self._record_failure(row, e, tb)
 		else:
 			self._set_status([row.name], "Processed", None)
+		finally:
+			frappe.flags.spine_traceparent = None
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - handler effects and status commit together
 		return self.finished
+
+	def _measure(self, record: Callable, name: str, value: float, **labels: Any) -> None:
+		"""Record a metric once this batch's transaction commits (metrics on only)."""
+		if not metrics.enabled():
+			return
+		if not self._measured:
+			compat.after_commit(self._flush_measured)
+			compat.after_rollback(self._measured.clear)
+		self._measured.append((record, name, value, {"site": frappe.local.site, **labels}))
+
+	def _flush_measured(self) -> None:
+		measured, self._measured[:] = list(self._measured), []
+		for record, name, value, labels in measured:
+			record(name, value, **labels)
+
+	def _finished(self, names: list[int], status: str) -> None:
+		now = now_datetime()
+		for name in names:
+			row = self._rows.get(name)
+			if row is None:
+				continue
+			self._measure(metrics.inc, "spine_messages_handled_total", 1, topic=row.topic, status=status)
+			self._measure(metrics.observe, "spine_stored_to_handled_seconds",
+				(now - row.creation).total_seconds(), topic=row.topic)  # fmt: skip
 
 	def _savepoint(self) -> str:
 		self._savepoints += 1
@@ -561,6 +626,7 @@ class Batch:
 		return name
 
 	def _set_status(self, names: list[int], status: str, reason: str | None) -> None:
+		self._finished(names, status)
 		now = now_datetime()
 		frappe.db.sql(
 			"""UPDATE `tabMessage Log` SET status = %(status)s, done_at = %(now)s, modified = %(now)s,
@@ -595,6 +661,7 @@ class Batch:
 			)
 			return
 		next_at = self.policy.next_attempt_at(attempts, now)
+		self._measure(metrics.inc, "spine_sync_outcomes_total", 1, topic=row.topic, outcome="wait")
 		frappe.db.sql(
 			"""UPDATE `tabMessage Log` SET status = 'Waiting', waiting_for = %s, attempts = %s, next_attempt_at = %s,
 			last_error = %s, attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
@@ -619,6 +686,10 @@ class Batch:
 			status, next_at = "Error", self.policy.next_attempt_at(attempts, now)
 			outcome = f"will retry at {next_at:%Y-%m-%d %H:%M:%S}"
 			self.blocked_keys.add((row.topic, row.kafka_key))  # later events of this document wait
+			self._measure(metrics.inc, "spine_messages_retried_total", 1, topic=row.topic)
+		if status == "Failed":
+			self._rows.setdefault(row.name, row)
+			self._finished([row.name], "Failed")
 		line = f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {type(error).__name__}: {str(error)[:200]}; {outcome}"
 		frappe.db.sql(
 			"""UPDATE `tabMessage Log` SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,
@@ -628,9 +699,9 @@ class Batch:
 		)
 		self.finished += 1
 		log.warning(
-			"Spine processor on %s: message %s (%s %s, topic %s) failed on attempt %s: %s; %s",
-			frappe.local.site, row.name, row.document_type, row.kafka_key, row.topic, attempts,
-			str(error)[:200], outcome,
+			"Spine processor on %s: message %s (%s %s, topic %s, trace %s) failed on attempt %s: %s; %s",
+			frappe.local.site, row.name, row.document_type, row.kafka_key, row.topic,
+			trace.trace_id(row.get("trace_parent")) or "-", attempts, str(error)[:200], outcome,
 		)  # fmt: skip
 
 	def _commit(self) -> None:

@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 # it would wait as long in the queue, and one job of many messages costs the worker about as much
 # as a job of one (a site saving one document per commit sends one message per poll)
 HOLD_SECONDS = 0.5
+LAG_REPORT_SECONDS = 5.0
 
 # After an idle rest that ended because a partition has something new, the dispatcher fetches this long
 # before it may rest again, even if polls come back empty meanwhile
@@ -124,6 +125,7 @@ class Dispatcher:
 		on_cycle: Callable[[], None] | None = None,
 		idle_pause: float = 0.0,
 		hold_seconds: float = HOLD_SECONDS,
+		report_lag: Callable[[dict[TP, int]], None] | None = None,
 	):
 		self.conf = dict(consumer_conf)
 		self.topics = topics
@@ -137,6 +139,8 @@ class Dispatcher:
 		self.on_cycle = on_cycle
 		self.idle_pause = idle_pause
 		self.hold_seconds = hold_seconds
+		self.report_lag = report_lag
+		self._next_lag_report = 0.0
 		self.stopping = False
 		self.subscribed: list[str] = []
 		self.handed_over = 0
@@ -190,6 +194,8 @@ class Dispatcher:
 					no_rest_until = 0.0
 				if time.monotonic() >= self._next_audit:
 					self._audit(consumer)
+				if self.report_lag and time.monotonic() >= self._next_lag_report:
+					self._report_lag(consumer)
 				if (
 					not msgs
 					and not self._held
@@ -206,6 +212,26 @@ class Dispatcher:
 				self._held = []
 		finally:
 			self._close(consumer)
+
+	def _report_lag(self, consumer: Consumer) -> None:
+		"""``report_lag({tp: end - committed})`` for the assigned partitions whose end is known (from
+		the last fetch, no request), every ``LAG_REPORT_SECONDS``."""
+		self._next_lag_report = time.monotonic() + LAG_REPORT_SECONDS
+		lag = {}
+		for p in consumer.assignment():
+			tp = (p.topic, p.partition)
+			try:
+				low, high = consumer.get_watermark_offsets(p, cached=True)
+			except KafkaException:
+				continue
+			if high < 0:
+				continue
+			committed = self._committed.get(tp)
+			lag[tp] = max(high - (committed if committed is not None else max(low, 0)), 0)
+		try:
+			self.report_lag(lag)
+		except Exception as e:
+			log.debug("%s: lag not reported: %s", self.name, e)
 
 	def _release(self) -> bool:
 		"""Whether the held messages go now: the hand-over is idle, the batch is full, or they were
@@ -449,11 +475,13 @@ class Dispatcher:
 			)  # fmt: skip
 		if stored:
 			try:
-				known = {
-					(c.topic, c.partition)
+				on_broker = {
+					(c.topic, c.partition): c.offset
 					for c in consumer.committed([TopicPartition(t, p) for t, p in stored], timeout=10)
 					if c.offset >= 0
 				}
+				known = set(on_broker)
+				self._committed.update(on_broker)
 			except KafkaException as e:
 				log.warning(
 					"%s: could not read the committed offsets (%s); trusting the stored ones", self.name, e

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.utils import get_system_timezone, now_datetime
 
-from spine import compat, envelope, logs
+from spine import compat, envelope, logs, trace
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
 from spine.producer import shape
@@ -38,10 +38,10 @@ _KICK_FLAG = "spine_relay_kick_registered"
 INSERT_SQL = """
 	INSERT INTO `tabMessage Log` (name, creation, modified, owner, modified_by, docstatus, idx,
 		direction, status, message_id, document_type, document_name, event, topic, kafka_key,
-		origin_site, attempts, message, correlation_id)
+		origin_site, attempts, message, correlation_id, trace_parent)
 	VALUES (NEXTVAL(`message_log_id_seq`), %(now)s, %(now)s, %(user)s, %(user)s, 0, 0,
 		'Outbound', 'Pending', %(message_id)s, %(doctype)s, %(docname)s, %(event)s, %(topic)s, %(key)s,
-		%(origin_site)s, 0, %(message)s, %(correlation_id)s)
+		%(origin_site)s, 0, %(message)s, %(correlation_id)s, %(trace_parent)s)
 """
 
 
@@ -115,7 +115,7 @@ def capture_raw(
 		origin_site=frappe.local.site,
 		timestamp=_site_now(),
 		payload_schema=payload_schema,
-		extra_header=extra_header,
+		extra_header={**(extra_header or {}), "TraceParent": trace.child(current_traceparent())},
 	)
 	try:
 		frappe.db.sql(INSERT_SQL, row_values(env))
@@ -146,7 +146,19 @@ def row_values(env: envelope.Envelope) -> dict[str, Any]:
 		"origin_site": frappe.local.site,
 		"message": envelope.encode(env).decode(),
 		"correlation_id": env.body["Header"].get("CorrelationId"),
+		"trace_parent": env.body["Header"].get("TraceParent"),
 	}
+
+
+def current_traceparent() -> str | None:
+	"""The trace what is saved now belongs to: the message whose handler runs (set by the
+	processor), else the web request's ``traceparent`` header, else none (a new trace)."""
+	handling = frappe.flags.get("spine_traceparent")
+	if handling:
+		return handling
+	request = getattr(frappe.local, "request", None)
+	headers = getattr(request, "headers", None)
+	return headers.get("traceparent") if headers is not None else None
 
 
 def _run_handler(doc, event: str, handler_path: str | None) -> dict[str, Any] | None:

@@ -25,7 +25,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, envelope, logs
+from spine import compat, db_connection, envelope, logs, metrics
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.producer import shape
@@ -43,6 +43,7 @@ MAX_DRAIN_SECONDS = 200
 IDLE_WAIT_SECONDS = 1
 RETRY_SCAN_SECONDS = 5.0
 ALIVE_SECONDS = 5
+REPORT_SECONDS = 5.0  # how often the backlog gauges are read (metrics on only)
 
 _DIRTY_KEY = "spine:relay:dirty"
 _QUEUED_KEY = "spine:relay:queued"
@@ -82,10 +83,11 @@ def drain_scheduled() -> None:
 	drain()
 
 
-def serve(site: str) -> None:
+def serve(site: str, metrics_port: int | None = None) -> None:
 	"""``spine-relay``: publish this site's events as they are committed, until SIGTERM/SIGINT/SIGQUIT.
 
-	The first signal finishes the current pass and exits; a second one exits at once. Raises
+	The first signal finishes the current pass and exits; a second one exits at once. Serves
+	Prometheus metrics on ``metrics_port`` (or the kafka block's ``spine.metrics.port``). Raises
 	``KafkaConfigError`` or ``BrokerUnavailable`` (before publishing anything) when the site's
 	kafka block is unusable or the broker does not answer.
 	"""
@@ -99,11 +101,19 @@ def serve(site: str) -> None:
 		cache = compat.cache()
 		wake, alive = cache.make_key(_WAKE_KEY), cache.make_key(_ALIVE_KEY)
 		publisher = shared_publisher(broker.check_reachable().producer)  # refuses to start without a broker
+		broker.serve_metrics(metrics_port, "spine-relay")
 		log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
-		last_scan = 0.0
+		last_scan = next_report = 0.0
 		outage = db_connection.Outage(f"spine-relay@{site}")
+		metrics.set_gauge("spine_process_up", 1, site=site, process="spine-relay")
 		while not stop.requested:
 			cache.set(alive, os.getpid(), ex=ALIVE_SECONDS)
+			if metrics.enabled() and time.monotonic() >= next_report:
+				next_report = time.monotonic() + REPORT_SECONDS
+				try:
+					db_connection.call(report_backlog, outage)
+				except Exception as e:  # the gauges wait; publishing goes on (or meets the outage itself)
+					log.debug("spine-relay@%s: backlog gauges not read: %s", site, e)
 			woken = cache.blpop([wake], timeout=IDLE_WAIT_SECONDS) is not None
 			if not woken and time.monotonic() - last_scan < RETRY_SCAN_SECONDS:
 				continue
@@ -206,12 +216,42 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 		deliveries = publisher.publish([_record(r) for r in rows])
 		published += record_deliveries(rows, deliveries)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - each batch's outcome must be durable
+		if metrics.enabled():
+			_count(rows, deliveries)
 	return published
+
+
+def _count(rows: list[dict[str, Any]], deliveries: list[Delivery]) -> None:
+	"""Metrics of a committed batch: rows read for the first time, confirmed and refused deliveries."""
+	site, now = frappe.local.site, now_datetime()
+	for row, d in zip(rows, deliveries, strict=True):
+		if not row.attempts:
+			metrics.inc("spine_events_captured_total", site=site, topic=row.topic)
+		if d.ok:
+			metrics.inc("spine_messages_published_total", site=site, topic=row.topic)
+			metrics.observe(
+				"spine_commit_to_published_seconds",
+				(now - row.creation).total_seconds(),
+				site=site,
+				topic=row.topic,
+			)
+		else:
+			metrics.inc("spine_publish_failures_total", site=site, topic=row.topic)
+
+
+def report_backlog() -> None:
+	"""Set the outbox gauges (metrics on only): rows waiting and the age of the oldest."""
+	site = frappe.local.site
+	metrics.set_gauge("spine_outbox_pending", pending_count(), site=site)
+	metrics.set_gauge(
+		"spine_oldest_pending_seconds", oldest_pending_age() or 0, site=site, direction="Outbound"
+	)
+	frappe.db.rollback()  # end the read
 
 
 _ROW_COLUMNS = (
 	"name, topic, kafka_key, message, attempts, next_attempt_at, message_id, document_type, document_name, "
-	"event, origin_site"
+	"event, origin_site, creation"
 )
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, envelope, logs
+from spine import compat, envelope, logs, trace
 from spine.config.topics import reply_topic
 from spine.errors import RemoteError, RequestTimeout, SpineError
 from spine.kafka.publisher import OutRecord, shared_publisher
@@ -77,7 +77,7 @@ def _ask(
 		doctype=doctype, docname=correlation, event="request", topic=topic, payload=payload,
 		origin=capture.origin(), origin_site=site, message_id=correlation,
 		extra_header={"CorrelationId": correlation, "ReplyTo": reply_topic(site), "Deadline": deadline.isoformat(),
-			"RequestMode": mode},
+			"RequestMode": mode, "TraceParent": trace.child(capture.current_traceparent())},
 	)  # fmt: skip
 	cache = compat.cache()
 	key = cache.make_key(REPLY_KEY.format(correlation))

@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import datetime
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
-from spine import compat, logs
+import frappe
+
+from spine import compat, logs, metrics
 from spine.errors import SkipMessage
 from spine.rpc.client import REPLY_KEY
 
@@ -26,6 +29,7 @@ def deliver(records: Sequence[dict[str, Any]], reply_topic: str) -> int:
 	"""Push the replies among ``records`` to their callers' Redis lists; returns how many. Never raises:
 	the replies are recorded by the processor whatever happens here."""
 	pushed = 0
+	site = frappe.local.site
 	try:
 		cache = compat.cache()
 		pipe = cache.pipeline()
@@ -41,8 +45,12 @@ def deliver(records: Sequence[dict[str, Any]], reply_topic: str) -> int:
 			pipe.rpush(key, json.dumps(_for_caller(body)))
 			pipe.expire(key, REPLY_TTL_SECONDS)
 			pushed += 1
+			asked = _moment(body["Header"].get("RequestTimestamp"))
+			if asked:
+				metrics.observe("spine_request_to_reply_seconds", time.time() - asked.timestamp(), site=site)
 		if pushed:
 			pipe.execute()
+			metrics.inc("spine_replies_received_total", pushed, site=site)
 	except Exception:
 		log.warning("could not hand replies to their callers; they are still recorded", exc_info=True)
 	return pushed

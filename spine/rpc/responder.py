@@ -51,5 +51,5 @@ def _write(message: dict[str, Any], payload: dict[str, Any]) -> None:
 	capture.capture_raw(
 		REPLY_DOCTYPE, correlation, "reply", header["ReplyTo"], payload,
 		extra_header={"CorrelationId": correlation, "InReplyTo": header.get("MessageId"),
-			"RequestDeadline": header.get("Deadline")},
+			"RequestDeadline": header.get("Deadline"), "RequestTimestamp": header.get("Timestamp")},
 	)  # fmt: skip

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import frappe
 
-from spine import logs
+from spine import logs, metrics
 from spine.config.kafka import KafkaSettings, split_kafka_conf
+from spine.errors import KafkaConfigError
 
 log = logs.logger(__name__)
 _warned: set[str] = set()
@@ -74,3 +75,23 @@ def describe() -> str:
 		return site_settings().bootstrap_servers
 	except KafkaConfigError as e:
 		return f"none usable ({e})"
+
+
+# The kafka block's spine.metrics.port is spine-relay's; the consumer commands take the next ports.
+METRICS_PORT_OFFSETS = {"spine-relay": 0, "eventdispatcher": 1, "jsonworker": 2}
+
+
+def serve_metrics(port: int | None, process: str) -> int | None:
+	"""Start ``process``'s Prometheus metrics server for the current site: on ``port``, else on the
+	kafka block's ``spine.metrics.port`` plus the command's offset; none without either. Returns
+	the port. Call before forking the command's children."""
+	if not port:
+		try:
+			base = site_settings().spine.get("spine.metrics.port") or 0
+		except KafkaConfigError:
+			base = 0  # the dispatcher and the relay refuse to start with the reason; a worker goes on
+		port = int(base) + METRICS_PORT_OFFSETS[process] if base else None
+	if port:
+		metrics.serve(port)
+		log.info("%s@%s: Prometheus metrics on port %s (/metrics)", process, frappe.local.site, port)
+	return port
