@@ -13,7 +13,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, envelope, logs, metrics, trace
+from spine import compat, db_connection, envelope, logs, metrics, spans, trace
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
 from spine.kafka.poll_loop import Record, record_value
@@ -168,6 +168,7 @@ def _insert(records: list[Record]) -> tuple[int, list[str]]:
 		if row[status_at] == "Pending":
 			pending.append(row[id_at])
 		values.extend(row)
+	started = time.time_ns()
 	stamp = frappe.db.escape(str(now))
 	row_sql = (
 		f"(NEXTVAL(`message_log_id_seq`), {stamp}, {stamp}, 'Administrator', 'Administrator', 0, 0, "
@@ -179,6 +180,10 @@ def _insert(records: list[Record]) -> tuple[int, list[str]]:
 		values,
 	)
 	inserted = frappe.db._cursor.rowcount
+	if spans.available():
+		at = _COLUMNS.index("trace_parent")
+		for i in range(at, len(values), len(_COLUMNS)):
+			spans.record("spine store", values[i], started, site=frappe.local.site)
 	if metrics.enabled():
 		_count_after_commit(records, values, inserted, now)
 	return inserted, pending

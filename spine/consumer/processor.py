@@ -32,7 +32,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, logs, metrics, trace
+from spine import compat, db_connection, logs, metrics, spans, trace
 from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
@@ -367,7 +367,8 @@ class Batch:
 			if route.batch:
 				groups.setdefault((row.topic, row.document_type), []).append((row, route))
 				continue
-			failure = self._run_one(row, route)
+			with spans.span("spine handle", row.trace_parent, topic=row.topic, message=row.name) as own:
+				failure = self._run_one(row, route, own)
 			if self.ended.ended:
 				return self._settle_ended([row], route, failure)
 		for members in groups.values():
@@ -438,7 +439,7 @@ class Batch:
 		batch = bool(config.get("batch")) and not rule
 		return None, _Route(config["handlers"], handlers, batch, config, sync_rule=rule)
 
-	def _run_one(self, row, route: _Route) -> tuple[Exception, str] | None:
+	def _run_one(self, row, route: _Route, span: str | None = None) -> tuple[Exception, str] | None:
 		"""Run the sync rule and the handlers for one message inside a savepoint; returns the failure
 		only if a handler also ended the transaction (then nothing is recorded yet). A request gets
 		its reply (or error reply) written in the same savepoint."""
@@ -449,8 +450,8 @@ class Batch:
 			return None
 		savepoint = self._savepoint()
 		started = time.monotonic()
-		# what the handlers save is published in this message's trace
-		frappe.flags.spine_traceparent = (body.get("Header") or {}).get("TraceParent")
+		# what the handlers save is published in this message's trace (under its handling span, if any)
+		frappe.flags.spine_traceparent = span or (body.get("Header") or {}).get("TraceParent")
 		try:
 			if route.sync_rule:
 				try:

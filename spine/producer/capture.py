@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.utils import get_system_timezone, now_datetime
 
-from spine import compat, envelope, logs, trace
+from spine import compat, envelope, logs, spans, trace
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
 from spine.producer import shape
@@ -105,29 +105,33 @@ def capture_raw(
 	extra_header: dict[str, Any] | None = None,
 ) -> str:
 	"""Write one Outbound row with ``payload`` as it is, in the current transaction; returns its message id."""
-	env = envelope.build(
-		doctype=doctype,
-		docname=docname,
-		event=event,
-		topic=topic,
-		payload=payload,
-		origin=origin(),
-		origin_site=frappe.local.site,
-		timestamp=_site_now(),
-		payload_schema=payload_schema,
-		extra_header={**(extra_header or {}), "TraceParent": trace.child(current_traceparent())},
-	)
-	try:
-		frappe.db.sql(INSERT_SQL, row_values(env))
-	except Exception as e:
-		if frappe.db.is_table_missing(e):
-			frappe.throw(
-				f"Spine cannot store the {event} event of {doctype} {docname}: its Message Log table "
-				f"is missing. The save was stopped so the event is not lost; run "
-				f"`bench --site {frappe.local.site} migrate` to repair Spine.",
-				title="Spine is not installed completely",
-			)
-		raise
+	parent = current_traceparent()
+	with spans.span(
+		"spine capture", parent, topic=topic, doctype=doctype, docname=docname, event=event
+	) as own:
+		env = envelope.build(
+			doctype=doctype,
+			docname=docname,
+			event=event,
+			topic=topic,
+			payload=payload,
+			origin=origin(),
+			origin_site=frappe.local.site,
+			timestamp=_site_now(),
+			payload_schema=payload_schema,
+			extra_header={**(extra_header or {}), "TraceParent": own or trace.child(parent)},
+		)
+		try:
+			frappe.db.sql(INSERT_SQL, row_values(env))
+		except Exception as e:
+			if frappe.db.is_table_missing(e):
+				frappe.throw(
+					f"Spine cannot store the {event} event of {doctype} {docname}: its Message Log table "
+					f"is missing. The save was stopped so the event is not lost; run "
+					f"`bench --site {frappe.local.site} migrate` to repair Spine.",
+					title="Spine is not installed completely",
+				)
+			raise
 	_register_kick()
 	return env.message_id
 

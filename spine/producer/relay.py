@@ -25,7 +25,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, envelope, logs, metrics
+from spine import compat, db_connection, envelope, logs, metrics, spans
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.producer import shape
@@ -213,7 +213,13 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 		if any(r.topic == shape.SCHEMA_TOPIC for r in rows):
 			broker.ensure_topic(shape.SCHEMA_TOPIC, "spine.schemas is published as a plain topic, not compacted",
 				config={"cleanup.policy": "compact"})  # fmt: skip
+		started = time.time_ns()
 		deliveries = publisher.publish([_record(r) for r in rows])
+		if spans.available():
+			for row in rows:
+				spans.record(
+					"spine publish", row.trace_parent, started, topic=row.topic, message_id=row.message_id
+				)
 		published += record_deliveries(rows, deliveries)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - each batch's outcome must be durable
 		if metrics.enabled():
@@ -251,7 +257,7 @@ def report_backlog() -> None:
 
 _ROW_COLUMNS = (
 	"name, topic, kafka_key, message, attempts, next_attempt_at, message_id, document_type, document_name, "
-	"event, origin_site, creation"
+	"event, origin_site, creation, trace_parent"
 )
 
 

@@ -201,3 +201,60 @@ def test_a_traceparent_is_the_same_on_both_sites_and_in_the_handler(
 	assert out.trace_parent != incoming, "with a span of its own"
 	assert got.status == "Processed" and got.trace_parent == out.trace_parent
 	assert calls == [f"{out.message_id} {out.trace_parent}"], "the handler gets the same traceparent"
+
+
+def test_the_spans_of_one_save_form_one_trace(consumer_config, frappe_site, kafka_bootstrap):
+	"""With an OpenTelemetry SDK in the process: capture, publish, store and handle of one save are
+	spans of the web request's trace, the later ones children of the capture span."""
+	import frappe
+	from opentelemetry import trace as otel
+	from opentelemetry.sdk.trace import TracerProvider
+	from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+	from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+	from werkzeug.test import EnvironBuilder
+	from werkzeug.wrappers import Request
+
+	from spine import trace
+	from spine.producer import relay
+
+	exporter = InMemorySpanExporter()
+	provider = TracerProvider()
+	provider.add_span_processor(SimpleSpanProcessor(exporter))
+	otel.set_tracer_provider(provider)
+	incoming = "00-5bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	topic = create_topic(kafka_bootstrap, 1, prefix="spans")
+	consumer_config(
+		{"topic": topic, "document_type": "ToDo", "event_handler": f"{DEMO}.record_trace"}, test_mode=1
+	)
+	saved = producer_route(topic)
+	todo = None
+	try:
+		with site_kafka(kafka_bootstrap):
+			courier = Courier(kafka_bootstrap, [topic])
+			frappe.local.request = Request(EnvironBuilder(headers={"traceparent": incoming}).get_environ())
+			try:
+				todo = frappe.get_doc({"doctype": "ToDo", "description": f"spans {topic}"}).insert()
+				frappe.db.commit()
+			finally:
+				frappe.local.request = None
+			relay.drain()
+			assert courier.deliver(expect=1) == 1
+			courier.close()
+		out = frappe.db.get_value("Message Log", {"direction": "Outbound", "topic": topic}, "trace_parent")
+	finally:
+		restore_single("Spine Producer Config", saved, ("enabled",))
+		if todo:
+			frappe.db.delete("ToDo", {"name": todo.name})
+		frappe.db.commit()
+	mine = [
+		s for s in exporter.get_finished_spans() if s.context.trace_id == int(trace.trace_id(incoming), 16)
+	]
+	by_name = {s.name: s for s in mine}
+	assert set(by_name) >= {"spine capture", "spine publish", "spine store", "spine handle"}, [
+		s.name for s in mine
+	]
+	capture = by_name["spine capture"]
+	assert capture.parent.span_id == int("00f067aa0ba902b7", 16), "the capture span continues the request"
+	assert out == f"00-{trace.trace_id(incoming)}-{capture.context.span_id:016x}-01", "the message carries it"
+	for name in ("spine publish", "spine store", "spine handle"):
+		assert by_name[name].parent.span_id == capture.context.span_id, name

@@ -23,6 +23,7 @@ LAYERS: list[tuple[str, ...]] = [
 		"spine.handlers",
 		"spine.schema",
 		"spine.trace",
+		"spine.spans",
 		"spine.config",
 		"spine.kafka",
 	),
