@@ -16,7 +16,7 @@ import time
 import uuid
 from pathlib import Path
 
-from common import connect_site, local_broker, write_results
+from common import connect_site, last_log_name, local_broker, write_results
 from sites_bench import MASTER, ensure_master
 
 from spine import envelope
@@ -53,9 +53,8 @@ def main() -> None:
 	]
 	try:
 		with local_broker() as bootstrap:
-			for f in (
-				AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, 3, 1)]).values()
-			):
+			admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need the handle alive
+			for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
 				f.result(15)
 			producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
 				"linger.ms": 5})  # fmt: skip
@@ -89,6 +88,7 @@ def main() -> None:
 		# the intake's own rows, written by a plain multi-row INSERT per 1,000 and a COMMIT
 		frappe.db.sql("DELETE FROM `tabMessage Log` WHERE topic = %s", topic)
 		frappe.db.commit()
+		before = last_log_name(frappe)
 		start = time.perf_counter()
 		for i in range(0, len(records), 1000):
 			intake.store(records[i : i + 1000])
@@ -104,10 +104,11 @@ def main() -> None:
 		marked = 0
 		while True:
 			rows = frappe.db.sql(
-				"SELECT name, message FROM `tabMessage Log` WHERE direction = 'Outbound' AND status = 'Pending' "
-				"AND topic = %s ORDER BY name LIMIT 1000",
-				topic,
-			)
+				"SELECT name, message FROM `tabMessage Log` FORCE INDEX (direction_status_next_attempt_at_index) "
+				"WHERE direction = 'Outbound' AND status = 'Pending' AND next_attempt_at IS NULL AND name > %s "
+				"ORDER BY name LIMIT 1000",
+				(before,),
+			)  # the relay's own read, of this run's rows only
 			if not rows:
 				break
 			frappe.db.sql(

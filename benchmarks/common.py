@@ -160,6 +160,42 @@ def tree_rss_kb(pid: int) -> int:
 	return total
 
 
+@contextmanager
+def procfile_pipeline(
+	frappe, run: str, producer: list[dict], consumer: list[dict], topics: list[str], workers: int
+):
+	"""A local broker with ``topics`` (3 partitions each), the site's kafka block and config rows on
+	it (handling its own messages), and the Procfile processes (spine-relay, jsonworker with
+	``workers``, eventdispatcher) running until the block ends; yields ``(bootstrap, processes)``."""
+	from confluent_kafka.admin import AdminClient, NewTopic
+
+	procs: list[subprocess.Popen] = []
+	with (
+		local_broker() as bootstrap,
+		site_kafka(bootstrap, **{"group.id": f"bench-{run}"}),
+		configs(frappe, producer, consumer, test_mode=1),
+	):
+		admin = AdminClient({"bootstrap.servers": bootstrap})
+		for f in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
+			f.result(15)
+		queue = f"bench-{run}"
+		try:
+			procs += [
+				start_process("spine-relay"),
+				start_process("jsonworker", "--queue", queue, "--numworkers", str(workers)),
+				start_process("eventdispatcher", "--queue", queue),
+			]
+			wait_until(
+				lambda: "assigned" in Path(procs[2].log_path).read_text(errors="replace"),
+				60,
+				"the dispatcher's partition assignment",
+			)
+			yield bootstrap, procs
+		finally:
+			for proc in procs:
+				stop_process(proc)
+
+
 def tree_cpu_seconds(pid: int) -> float:
 	"""CPU time (user + system) used so far by ``pid`` and its living descendants (Linux /proc)."""
 	tick = os.sysconf("SC_CLK_TCK")

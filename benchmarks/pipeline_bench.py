@@ -15,14 +15,10 @@ import uuid
 from pathlib import Path
 
 from common import (
-	configs,
 	connect_site,
 	count_log,
 	last_log_name,
-	local_broker,
-	site_kafka,
-	start_process,
-	stop_process,
+	procfile_pipeline,
 	summary,
 	wait_until,
 	write_results,
@@ -41,7 +37,6 @@ def main() -> None:
 	out = str((Path.cwd() / args.out).resolve())
 
 	frappe = connect_site()
-	from confluent_kafka.admin import AdminClient, NewTopic
 	from frappe.utils import now_datetime
 
 	from spine import compat
@@ -50,7 +45,6 @@ def main() -> None:
 	cache = compat.cache()
 	run = uuid.uuid4().hex[:6]
 	topic, new_topic, import_topic = f"bench-e2e-{run}", f"bench-new-{run}", f"bench-import-{run}"
-	procs = []
 
 	def handled_at(message_id: str) -> float | None:
 		for entry in cache.lrange(CALLS_KEY, 0, -1):
@@ -105,25 +99,9 @@ def main() -> None:
 		{"topic": import_topic, "document_type": "ToDo", "event_handler": f"{DEMO}.noop"},
 	]
 	try:
-		with (
-			local_broker() as bootstrap,
-			site_kafka(bootstrap, **{"group.id": f"bench-{run}"}),
-			configs(frappe, producer_rows, consumer_rows, test_mode=1),
+		with procfile_pipeline(
+			frappe, run, producer_rows, consumer_rows, [topic, import_topic], args.workers
 		):
-			admin = AdminClient({"bootstrap.servers": bootstrap})
-			for f in admin.create_topics([NewTopic(topic, 3, 1), NewTopic(import_topic, 3, 1)]).values():
-				f.result(15)
-			queue = f"bench-{run}"
-			procs = [
-				start_process("spine-relay"),
-				start_process("jsonworker", "--queue", queue, "--numworkers", str(args.workers)),
-				start_process("eventdispatcher", "--queue", queue),
-			]
-
-			def log_of(proc) -> str:
-				return Path(proc.log_path).read_text(errors="replace")
-
-			wait_until(lambda: "assigned" in log_of(procs[2]), 60, "the dispatcher's partition assignment")
 			cache.delete_value(CALLS_KEY)
 			for i in range(5):  # warm-up: first producer connection, first metadata, first jobs
 				one_sample(topic, f"warm {i}")
@@ -181,8 +159,6 @@ def main() -> None:
 			frappe.db.delete("ToDo", {"description": ("like", f"bench import {run} %")})
 			frappe.db.commit()
 	finally:
-		for p in procs:
-			stop_process(p)
 		frappe.destroy()
 
 	totals = summary([s["total_ms"] for s in samples])

@@ -36,10 +36,10 @@ _TEXT_COLUMNS = {
 	"message_id": 140, "document_type": 140, "document_name": 140, "event": 140, "topic": 255,
 	"kafka_key": 300, "origin_site": 140, "correlation_id": 140,
 }  # fmt: skip
-# A batch on an idle system is handled in the transaction that stored it: the lowest latency and
-# the fewest statements per message. Bigger ones, or any while other jobs wait, are handed to
-# processing jobs so storing stays fast.
-INLINE_PROCESS_MAX_ROWS = 200
+# A small batch on an idle system is handled in the transaction that stored it: the lowest latency
+# and the fewest statements per message (single-commit traffic arrives in batches of a few).
+# Bigger ones, or any while other jobs wait, are handed to processing jobs so storing stays fast.
+INLINE_PROCESS_MAX_ROWS = 50
 INLINE_PROCESS_SECONDS = 1.0
 _ROW_PARAMS = ", ".join(["%s"] * len(_COLUMNS))
 
@@ -72,7 +72,9 @@ def store_batch(
 		try:
 			handled = processor.handle_stored(pending, max_seconds=INLINE_PROCESS_SECONDS)  # commits
 		except Exception as e:
-			_rolled_back(e, "handling the messages in the transaction that stores them failed")
+			_rolled_back(
+				e, "handling the messages in the transaction that stores them failed; storing them alone"
+			)
 			stored, pending = _store_records(records, position)
 			frappe.db.commit()  # nosemgrep: frappe-manual-commit - stored now; a processing job handles them
 			handled = 0
@@ -103,8 +105,8 @@ def _rolled_back(error: Exception, what: str) -> None:
 	else:
 		frappe.db.rollback()
 	log.warning(
-		"Spine intake on %s: %s (%s); storing them without handling and kicking a processing job",
-		frappe.local.site, what, error, exc_info=True,
+		"Spine intake on %s: %s (%s); a processing job handles them", frappe.local.site, what, error,
+		exc_info=True,
 	)  # fmt: skip
 
 
@@ -121,16 +123,7 @@ def _process_or_kick(stored: int, queue_name: str | None) -> None:
 			processor.process(max_seconds=INLINE_PROCESS_SECONDS)
 			done_all = not processor.has_due()
 		except Exception as e:
-			if db_connection.is_lost(e):
-				db_connection.reconnect()
-			else:
-				frappe.db.rollback()
-			log.warning(
-				"Spine intake on %s: handling right after storing failed (%s); kicking a processing job",
-				frappe.local.site,
-				e,
-				exc_info=True,
-			)
+			_rolled_back(e, "handling right after storing failed")
 	if not done_all and queue_name:
 		processor.kick(queue_name)
 
