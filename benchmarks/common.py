@@ -162,11 +162,18 @@ def tree_rss_kb(pid: int) -> int:
 
 @contextmanager
 def procfile_pipeline(
-	frappe, run: str, producer: list[dict], consumer: list[dict], topics: list[str], workers: int
+	frappe,
+	run: str,
+	producer: list[dict],
+	consumer: list[dict],
+	topics: list[str],
+	workers: int,
+	metrics: bool = False,
 ):
 	"""A local broker with ``topics`` (3 partitions each), the site's kafka block and config rows on
 	it (handling its own messages), and the Procfile processes (spine-relay, jsonworker with
-	``workers``, eventdispatcher) running until the block ends; yields ``(bootstrap, processes)``."""
+	``workers``, eventdispatcher; with ``metrics``, each serving them on a free port) running until
+	the block ends; yields ``(bootstrap, processes)``."""
 	from confluent_kafka.admin import AdminClient, NewTopic
 
 	procs: list[subprocess.Popen] = []
@@ -181,9 +188,11 @@ def procfile_pipeline(
 		queue = f"bench-{run}"
 		try:
 			procs += [
-				start_process("spine-relay"),
-				start_process("jsonworker", "--queue", queue, "--numworkers", str(workers)),
-				start_process("eventdispatcher", "--queue", queue),
+				start_process("spine-relay", *_metrics_port(metrics)),
+				start_process(
+					"jsonworker", "--queue", queue, "--numworkers", str(workers), *_metrics_port(metrics)
+				),
+				start_process("eventdispatcher", "--queue", queue, *_metrics_port(metrics)),
 			]
 			wait_until(
 				lambda: "assigned" in Path(procs[2].log_path).read_text(errors="replace"),
@@ -194,6 +203,16 @@ def procfile_pipeline(
 		finally:
 			for proc in procs:
 				stop_process(proc)
+
+
+def _metrics_port(wanted: bool) -> list[str]:
+	if not wanted:
+		return []
+	import socket
+
+	with socket.socket() as s:
+		s.bind(("127.0.0.1", 0))
+		return ["--metrics-port", str(s.getsockname()[1])]
 
 
 def tree_cpu_seconds(pid: int) -> float:

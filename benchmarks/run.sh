@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run Spine's benchmarks against a test site. Usage:
 #   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local [SPINE_SITE2=second.local] \
-#     benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|sites|summary] [args]
+#     benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|metrics|sites|summary] [args]
 # Each prints a table and writes benchmarks/results/<name>.json; "all" (the default) runs them all
 # ("sites", between two sites, only when SPINE_SITE2 names a second site of the bench) and ends with
 # one table of every measure beside its goal (benchmarks/results/summary.json).
@@ -20,6 +20,7 @@ case "$which" in
 	pipeline) "$PY" benchmarks/pipeline_bench.py "$@" ;;
 	trickle) "$PY" benchmarks/trickle_bench.py "$@" ;;
 	ceilings) "$PY" benchmarks/ceilings_bench.py "$@" ;;
+	metrics) "$PY" benchmarks/metrics_bench.py "$@" ;;
 	sites) "$PY" benchmarks/sites_bench.py "$@" ;;
 	summary) "$PY" benchmarks/summary.py ;;
 	all)
@@ -28,6 +29,7 @@ case "$which" in
 		"$PY" benchmarks/pipeline_bench.py
 		"$PY" benchmarks/trickle_bench.py
 		"$PY" benchmarks/ceilings_bench.py
+		"$PY" benchmarks/metrics_bench.py
 		if [ -n "${SPINE_SITE2:-}" ]; then
 			"$PY" benchmarks/sites_bench.py
 		else
@@ -35,5 +37,5 @@ case "$which" in
 		fi
 		"$PY" benchmarks/summary.py
 		;;
-	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|sites|summary] [args]" >&2; exit 2 ;;
+	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|metrics|sites|summary] [args]" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 """One table of every measure with its goal, from the results the benchmarks wrote.
 
-Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings}.json and writes benchmarks/results/summary.json.
+Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics}.json and writes benchmarks/results/summary.json.
 Keys are stable (tools may read them); each row says what its figure means.
 """
 
@@ -47,6 +47,9 @@ ROWS = [
 		"trickle", ("latency", "save_to_handler_ms", "median")),
 	("trickle_save_to_handler_p95_ms", "save → handler while saves trickle in, p95", "ms", 200, "max",
 		"trickle", ("latency", "save_to_handler_ms", "p95")),
+	("metrics_on_save_to_handler_ratio", "save → handler median with metrics on ÷ off", "×", 1.05, "max",
+		"metrics", ("latency_on_vs_off",)),
+	("metrics_on_ingest_ratio", "ingest with metrics on ÷ off", "×", 0.95, "min", "metrics", ("ingest_on_vs_off",)),
 	("ingest_to_insert_ceiling_ratio", "ingest / plain INSERT … COMMIT of the same rows", "×", 0.5, "min",
 		"derived", ("ingest_to_insert_ceiling",)),
 	("relay_to_ceiling_ratio", "relay / lower of plain produce and plain outbox read-and-mark", "×", 0.5, "min",
@@ -95,7 +98,7 @@ def ratios(sources: dict) -> dict:
 
 def main() -> None:
 	sources = {}
-	for name in ("producer", "consumer", "pipeline", "sites", "trickle", "ceilings"):
+	for name in ("producer", "consumer", "pipeline", "sites", "trickle", "ceilings", "metrics"):
 		path = RESULTS / f"{name}.json"
 		sources[name] = json.loads(path.read_text()) if path.exists() else {}
 	sources["derived"] = ratios(sources)

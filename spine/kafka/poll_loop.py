@@ -33,8 +33,14 @@ HOLD_SECONDS = 0.5
 LAG_REPORT_SECONDS = 5.0
 
 # After an idle rest that ended because a partition has something new, the dispatcher fetches this long
-# before it may rest again, even if polls come back empty meanwhile
+# before it may rest again, even if polls come back empty meanwhile: long while librdkafka still
+# looks up where a partition starts, a fetch round trip once every position is known
 NEWS_GRACE_SECONDS = 1.0
+FETCH_GRACE_SECONDS = 0.1
+# With an idle pause, a poll this long without a message is enough to rest: between the messages of
+# a trickle the partitions are paused instead of fetched in a loop (a broker that answers empty
+# fetches at once would otherwise keep librdkafka and itself busy the whole time)
+IDLE_POLL_SECONDS = 0.01
 
 Record = dict[str, Any]
 
@@ -154,6 +160,7 @@ class Dispatcher:
 		self._next_audit = 0.0
 		self._held: list[Message] = []  # polled, not yet handed over (the hand-over was busy)
 		self._held_since = 0.0
+		self._no_rest_until = 0.0
 
 	def stop(self, *_: Any) -> None:
 		"""First signal: finish the batch, commit, leave. A second one exits immediately."""
@@ -171,7 +178,8 @@ class Dispatcher:
 		"""Poll until stopped (or ``max_batches`` batches were handed over, for tests)."""
 		consumer = self._consumer = Consumer(self.conf)
 		batches = 0
-		next_refresh = no_rest_until = 0.0
+		next_refresh = 0.0
+		self._no_rest_until = 0.0
 		try:
 			while not self.stopping and (max_batches is None or batches < max_batches):
 				if self.on_cycle:
@@ -191,7 +199,7 @@ class Dispatcher:
 					self._hand_over(consumer, self._held)
 					self._held = []
 					batches += 1
-					no_rest_until = 0.0
+					self._no_rest_until = 0.0
 				if time.monotonic() >= self._next_audit:
 					self._audit(consumer)
 				if self.report_lag and time.monotonic() >= self._next_lag_report:
@@ -200,13 +208,14 @@ class Dispatcher:
 					not msgs
 					and not self._held
 					and self.idle_pause
-					and time.monotonic() >= no_rest_until
+					and time.monotonic() >= self._no_rest_until
 					and self._rest(consumer)
 				):
 					# news is waiting: stay unpaused long enough for librdkafka to look up where to start
 					# (a pause in the middle of that lookup starts it again, so pausing at every empty
-					# poll could keep a partition from ever being fetched)
-					no_rest_until = time.monotonic() + NEWS_GRACE_SECONDS
+					# poll could keep a partition from ever being fetched), or to fetch it
+					grace = FETCH_GRACE_SECONDS if self._positions_known(consumer) else NEWS_GRACE_SECONDS
+					self._no_rest_until = time.monotonic() + grace
 			if self._held:  # stopping: what was held goes now (or is read again after the restart)
 				self._hand_over(consumer, self._held)
 				self._held = []
@@ -281,6 +290,13 @@ class Dispatcher:
 			self._has_news(consumer, assignment)  # a request wakes librdkafka's fetcher now, not in 1 s
 		return news
 
+	def _positions_known(self, consumer: Consumer) -> bool:
+		"""Whether librdkafka knows where to fetch every assigned partition (no start lookup pending)."""
+		try:
+			return all(p.offset >= 0 for p in consumer.position(consumer.assignment()))
+		except KafkaException:
+			return False
+
 	def _has_news(self, consumer: Consumer, assignment: list[TopicPartition]) -> bool:
 		"""Whether any partition has messages after this consumer's position (True if unsure)."""
 		try:
@@ -307,8 +323,12 @@ class Dispatcher:
 		milliseconds while messages are held), then take what is already fetched (no extra wait)."""
 		if self._held:
 			wait = 0.005
+		elif not self.idle_pause:
+			wait = self.poll_timeout
+		elif time.monotonic() < self._no_rest_until:
+			wait = min(self.poll_timeout, 0.05)
 		else:
-			wait = min(self.poll_timeout, 0.05) if self.idle_pause else self.poll_timeout
+			wait = min(self.poll_timeout, IDLE_POLL_SECONDS)
 		first = consumer.poll(wait)
 		if first is None:
 			return []
