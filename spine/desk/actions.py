@@ -67,6 +67,7 @@ def _republish_copy(row, note: str) -> None:
 			"doctype": row.document_type, "docname": row.document_name, "event": row.event,
 			"topic": row.topic, "key": row.kafka_key, "origin_site": row.origin_site,
 			"message": frappe.as_json(body, indent=None), "correlation_id": body["Header"].get("CorrelationId"),
+			"trace_parent": body["Header"].get("TraceParent"),  # the copy stays in the event's trace
 		},
 	)  # fmt: skip
 	frappe.db.set_value("Message Log", row.name, "last_error", f"{note}: sent again as message {new_id}")

@@ -53,6 +53,7 @@ def test_status_json_and_exit_code(frappe_site):
 			"origin_site": "s",
 			"message": "{}",
 			"correlation_id": None,
+			"trace_parent": None,
 		},
 	)
 	frappe.db.commit()
