@@ -1,5 +1,6 @@
 """OpenTelemetry spans of Spine's stages (capture, publish, store, handle), when ``opentelemetry-api``
-is installed; without it nothing is imported and every call costs one flag check. Plain Python.
+is installed and a tracer provider (an SDK) is set up in the process; without the API nothing is
+imported and every call costs one flag check. Plain Python.
 
 Spans follow the message's ``traceparent`` (``spine.trace``), so with an SDK configured in each
 process the stages of one save form one trace across processes and sites.
@@ -29,21 +30,32 @@ def available() -> bool:
 	return _available
 
 
+def _tracer() -> Any:
+	"""Spine's tracer if a tracer provider is set up in this process (an SDK), else None: with the API
+	alone (often installed as another package's dependency) spans would cost time and record nothing."""
+	if not available():
+		return None
+	from opentelemetry import trace as otel
+
+	provider = otel.get_tracer_provider()
+	if isinstance(provider, otel.ProxyTracerProvider | otel.NoOpTracerProvider):
+		return None
+	return provider.get_tracer("spine")
+
+
 @contextmanager
 def span(name: str, parent: str | None, **attributes: Any) -> Iterator[str | None]:
 	"""A current span ``name`` under the ``parent`` traceparent while the block runs. Yields the
 	span's own traceparent, or None when there is no OpenTelemetry or no SDK records spans."""
-	if not available():
+	tracer = _tracer()
+	if tracer is None:
 		yield None
 		return
-	from opentelemetry import trace as otel
 	from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 	propagator = TraceContextTextMapPropagator()
 	context = propagator.extract({"traceparent": parent}) if parent else None
-	with otel.get_tracer("spine").start_as_current_span(
-		name, context=context, attributes=_clean(attributes)
-	) as s:
+	with tracer.start_as_current_span(name, context=context, attributes=_clean(attributes)) as s:
 		carrier: dict[str, str] = {}
 		if s.is_recording():
 			propagator.inject(carrier)
@@ -55,15 +67,13 @@ def record(
 ) -> None:
 	"""A finished span ``name`` under ``parent`` that ran from ``started_ns`` (``time.time_ns()``)
 	until ``ended_ns`` (now): for stages done for many messages at once (publish, store)."""
-	if not available() or not parent:
+	tracer = _tracer() if parent else None
+	if tracer is None:
 		return
-	from opentelemetry import trace as otel
 	from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 	context = TraceContextTextMapPropagator().extract({"traceparent": parent})
-	s = otel.get_tracer("spine").start_span(
-		name, context=context, start_time=started_ns, attributes=_clean(attributes)
-	)
+	s = tracer.start_span(name, context=context, start_time=started_ns, attributes=_clean(attributes))
 	s.end(end_time=ended_ns or time.time_ns())
 
 
