@@ -203,13 +203,14 @@ def _count_after_commit(records: list[Record], values: list[Any], inserted: int,
 
 	def record() -> None:
 		stamp = time.time()
+		stored: dict[tuple[str, str], int] = {}
 		for rec, r in kept:
-			metrics.inc(
-				"spine_messages_stored_total", site=site, topic=r[at["topic"]], status=r[at["status"]]
-			)
+			stored[(r[at["topic"]], r[at["status"]])] = stored.get((r[at["topic"]], r[at["status"]]), 0) + 1
 			if rec.get("timestamp_ms"):
 				metrics.observe("spine_published_to_stored_seconds", stamp - rec["timestamp_ms"] / 1000,
 					site=site, topic=r[at["topic"]])  # fmt: skip
+		for (topic, status), n in stored.items():
+			metrics.inc("spine_messages_stored_total", n, site=site, topic=topic, status=status)
 
 	compat.after_commit(record)
 

@@ -607,8 +607,15 @@ class Batch:
 
 	def _flush_measured(self) -> None:
 		measured, self._measured[:] = list(self._measured), []
+		counts: dict[tuple, float] = {}  # one inc per counter and labels, however many messages
 		for record, name, value, labels in measured:
-			record(name, value, **labels)
+			if record is metrics.inc:
+				key = (name, tuple(sorted(labels.items())))
+				counts[key] = counts.get(key, 0) + value
+			else:
+				record(name, value, **labels)
+		for (name, labels), value in counts.items():
+			metrics.inc(name, value, **dict(labels))
 
 	def _finished(self, names: list[int], status: str) -> None:
 		now = now_datetime()
