@@ -91,20 +91,29 @@ def process_exited(pid: int) -> None:
 def inc(name: str, amount: float = 1, **labels: Any) -> None:
 	"""Add ``amount`` to counter ``name`` (no-op while metrics are off)."""
 	if _metrics is not None and amount:
-		_metrics[name].labels(**_text(labels)).inc(amount)
+		_child(name, labels).inc(amount)
 
 
 def observe(name: str, seconds: float, **labels: Any) -> None:
 	"""Record one observation in histogram ``name`` (no-op while metrics are off)."""
 	if _metrics is not None:
-		_metrics[name].labels(**_text(labels)).observe(max(seconds, 0.0))
+		_child(name, labels).observe(max(seconds, 0.0))
 
 
 def set_gauge(name: str, value: float, **labels: Any) -> None:
 	"""Set gauge ``name`` (no-op while metrics are off)."""
 	if _metrics is not None:
-		_metrics[name].labels(**_text(labels)).set(value)
+		_child(name, labels).set(value)
 
 
-def _text(labels: dict[str, Any]) -> dict[str, str]:
-	return {k: "" if v is None else str(v) for k, v in labels.items()}
+_children: dict[tuple, Any] = {}  # (name, labels) -> the labelled metric (prometheus' lookup is slower)
+
+
+def _child(name: str, labels: dict[str, Any]) -> Any:
+	key = (name, *labels.items())
+	child = _children.get(key)
+	if child is None:
+		child = _children[key] = _metrics[name].labels(
+			**{k: "" if v is None else str(v) for k, v in labels.items()}
+		)
+	return child

@@ -50,19 +50,27 @@ def total(samples: dict[str, float], name: str, **labels: str) -> float:
 	return found
 
 
-def producer_route(topic: str) -> dict:
+def save_in_request(traceparent: str, description: str):
+	"""A ToDo inserted and committed as if in a web request that carries ``traceparent``."""
 	import frappe
+	from werkzeug.test import EnvironBuilder
+	from werkzeug.wrappers import Request
 
-	config = frappe.get_single("Spine Producer Config")
-	saved = config.as_dict()
-	config.enabled = 1
-	config.set("configs", [{"document_type": "ToDo", "topic": topic, "on_insert": 1, "on_update": 0}])
-	config.save()
-	frappe.db.commit()
-	return saved
+	frappe.local.request = Request(EnvironBuilder(headers={"traceparent": traceparent}).get_environ())
+	try:
+		todo = frappe.get_doc({"doctype": "ToDo", "description": description}).insert()
+		frappe.db.commit()
+	finally:
+		frappe.local.request = None
+	return todo
 
 
-def test_each_process_serves_the_exact_counts_of_a_flow(consumer_config, frappe_site, kafka_bootstrap):
+ROUTE = {"document_type": "ToDo", "on_insert": 1, "on_update": 0}
+
+
+def test_each_process_serves_the_exact_counts_of_a_flow(
+	consumer_config, routes, frappe_site, kafka_bootstrap
+):
 	"""100 single-commit saves on a site that handles its own topic, 2 of them failing for good:
 	the relay, the dispatcher and the jsonworker each serve exactly what they did."""
 	import frappe
@@ -75,7 +83,7 @@ def test_each_process_serves_the_exact_counts_of_a_flow(consumer_config, frappe_
 		max_attempts=1,
 		test_mode=1,
 	)
-	saved = producer_route(topic)
+	routes({**ROUTE, "topic": topic})
 	ports = {"relay": free_port(), "dispatcher": free_port(), "worker": free_port()}
 	procs = []
 	site = frappe.local.site
@@ -109,7 +117,6 @@ def test_each_process_serves_the_exact_counts_of_a_flow(consumer_config, frappe_
 	finally:
 		for p in procs:
 			p.stop()
-		restore_single("Spine Producer Config", saved, ("enabled",))
 		frappe.db.delete("ToDo", {"description": ("like", f"% metrics {topic} %")})
 		frappe.db.commit()
 
@@ -141,13 +148,11 @@ def test_each_process_serves_the_exact_counts_of_a_flow(consumer_config, frappe_
 
 
 def test_a_traceparent_is_the_same_on_both_sites_and_in_the_handler(
-	frappe_site, second_site, kafka_bootstrap
+	routes, frappe_site, second_site, kafka_bootstrap
 ):
 	"""A save made in a web request with a traceparent: the outbound row on A continues that trace
 	with a span of its own, and the inbound row on B and B's handler carry the same traceparent."""
 	import frappe
-	from werkzeug.test import EnvironBuilder
-	from werkzeug.wrappers import Request
 
 	from spine import trace
 	from spine.demo import TRACES_KEY
@@ -155,7 +160,7 @@ def test_a_traceparent_is_the_same_on_both_sites_and_in_the_handler(
 
 	incoming = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	topic = create_topic(kafka_bootstrap, 1, prefix="trace")
-	saved = producer_route(topic)
+	routes({**ROUTE, "topic": topic})
 	with on_site(second_site):
 		saved_b = frappe.get_single("Spine Consumer Config").as_dict()
 		doc = frappe.get_single("Spine Consumer Config")
@@ -168,12 +173,7 @@ def test_a_traceparent_is_the_same_on_both_sites_and_in_the_handler(
 	try:
 		with site_kafka(kafka_bootstrap):
 			courier = Courier(kafka_bootstrap, [topic])
-			frappe.local.request = Request(EnvironBuilder(headers={"traceparent": incoming}).get_environ())
-			try:
-				todo = frappe.get_doc({"doctype": "ToDo", "description": f"trace {topic}"}).insert()
-				frappe.db.commit()
-			finally:
-				frappe.local.request = None
+			todo = save_in_request(incoming, f"trace {topic}")
 			relay.drain()
 			out = frappe.db.get_value(
 				"Message Log",
@@ -191,7 +191,6 @@ def test_a_traceparent_is_the_same_on_both_sites_and_in_the_handler(
 				calls = [c.decode() for c in redis_cache().lrange(TRACES_KEY, 0, -1)]
 			courier.close()
 	finally:
-		restore_single("Spine Producer Config", saved, ("enabled",))
 		if todo:
 			frappe.db.delete("ToDo", {"name": todo.name})
 		frappe.db.commit()
@@ -203,7 +202,7 @@ def test_a_traceparent_is_the_same_on_both_sites_and_in_the_handler(
 	assert calls == [f"{out.message_id} {out.trace_parent}"], "the handler gets the same traceparent"
 
 
-def test_the_spans_of_one_save_form_one_trace(consumer_config, frappe_site, kafka_bootstrap):
+def test_the_spans_of_one_save_form_one_trace(consumer_config, routes, frappe_site, kafka_bootstrap):
 	"""With an OpenTelemetry SDK in the process: capture, publish, store and handle of one save are
 	spans of the web request's trace, the later ones children of the capture span."""
 	import frappe
@@ -211,8 +210,6 @@ def test_the_spans_of_one_save_form_one_trace(consumer_config, frappe_site, kafk
 	from opentelemetry.sdk.trace import TracerProvider
 	from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 	from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-	from werkzeug.test import EnvironBuilder
-	from werkzeug.wrappers import Request
 
 	from spine import trace
 	from spine.producer import relay
@@ -226,23 +223,17 @@ def test_the_spans_of_one_save_form_one_trace(consumer_config, frappe_site, kafk
 	consumer_config(
 		{"topic": topic, "document_type": "ToDo", "event_handler": f"{DEMO}.record_trace"}, test_mode=1
 	)
-	saved = producer_route(topic)
+	routes({**ROUTE, "topic": topic})
 	todo = None
 	try:
 		with site_kafka(kafka_bootstrap):
 			courier = Courier(kafka_bootstrap, [topic])
-			frappe.local.request = Request(EnvironBuilder(headers={"traceparent": incoming}).get_environ())
-			try:
-				todo = frappe.get_doc({"doctype": "ToDo", "description": f"spans {topic}"}).insert()
-				frappe.db.commit()
-			finally:
-				frappe.local.request = None
+			todo = save_in_request(incoming, f"spans {topic}")
 			relay.drain()
 			assert courier.deliver(expect=1) == 1
 			courier.close()
 		out = frappe.db.get_value("Message Log", {"direction": "Outbound", "topic": topic}, "trace_parent")
 	finally:
-		restore_single("Spine Producer Config", saved, ("enabled",))
 		if todo:
 			frappe.db.delete("ToDo", {"name": todo.name})
 		frappe.db.commit()

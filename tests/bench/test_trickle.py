@@ -11,7 +11,6 @@ from tests.bench.helpers import (
 	as_records,
 	comments_per_message,
 	inbound,
-	restore_single,
 	site_kafka,
 	spine_message,
 	unique,
@@ -115,7 +114,7 @@ def test_a_trickle_of_single_messages_is_stored_in_fewer_jobs_than_messages(
 		assert offsets == sorted(offsets)
 
 
-def test_capture_queries_per_configured_save_do_not_grow_with_the_transaction(frappe_site):
+def test_capture_queries_per_configured_save_do_not_grow_with_the_transaction(routes, frappe_site):
 	"""2,000 configured inserts in one transaction: the capture hook issues the same, small number of
 	queries for the last save as for the second (a new schema version is checked once per save until
 	the commit, and once the commit is seen, not at all)."""
@@ -125,12 +124,7 @@ def test_capture_queries_per_configured_save_do_not_grow_with_the_transaction(fr
 	from spine.producer import capture
 
 	topic = unique("captureq")
-	config = frappe.get_single("Spine Producer Config")
-	saved = config.as_dict()
-	config.enabled = 1
-	config.set("configs", [{"document_type": "ToDo", "topic": topic, "on_insert": 1, "on_update": 0}])
-	config.save()
-	frappe.db.commit()
+	routes({"document_type": "ToDo", "topic": topic, "on_insert": 1, "on_update": 0})
 	counting = {"on": False, "n": 0}
 	original_sql, original_on_event = Database.sql, capture.on_event
 
@@ -167,7 +161,6 @@ def test_capture_queries_per_configured_save_do_not_grow_with_the_transaction(fr
 		frappe.db.delete("ToDo", {"description": ("like", f"capture queries {topic} %")})
 		frappe.db.delete("Message Log", {"topic": topic})
 		frappe.db.commit()
-		restore_single("Spine Producer Config", saved, ("enabled",))
 	assert hooks, "doc hooks were read"
 	assert (
 		max(per_save[1:]) == per_save[1] == per_save[-1]
