@@ -58,3 +58,7 @@ class SkipMessage(SpineError):
 	def __init__(self, reason: str):
 		super().__init__(reason)
 		self.reason = reason
+
+
+class SiteNotServed(SpineError):
+	"""A bench-wide process has nothing to do on a site (Spine is not installed there); it looks again."""

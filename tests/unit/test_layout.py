@@ -35,6 +35,7 @@ LAYERS: list[tuple[str, ...]] = [
 	("spine.sync",),
 	("spine.consumer",),
 	("spine.desk",),
+	("spine.benchwide",),
 	("spine.install", "spine.demo", "spine.patches"),
 	("spine.spine_adapter", "spine.hooks", "spine.commands", "spine"),
 ]
