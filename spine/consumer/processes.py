@@ -15,9 +15,10 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import frappe
 from rq import Queue, SimpleWorker
@@ -27,8 +28,12 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from spine import db_connection, logs, metrics
-from spine.consumer.queue import json_queue, queue_name
+from spine.consumer.queue import json_queue, shared_queue_name, site_queue_name
+from spine.consumer.site_contexts import SiteContexts
 from spine.errors import SpineError
+
+if TYPE_CHECKING:
+	from spine.kafka.poll_loop import Dispatcher
 
 log = logs.logger(__name__)
 
@@ -66,7 +71,10 @@ def run_workers(
 
 	with _site(site):
 		broker.serve_metrics(metrics_port, "jsonworker")
-	run_group([Child(f"jsonworker-{i}", worker_main, (i, site, queue, burst)) for i in range(numworkers)])
+	only = (site,)
+	run_group(
+		[Child(f"jsonworker-{i}", worker_main, (i, queue, burst, lambda: only)) for i in range(numworkers)]
+	)
 
 
 def run_group(children: list[Child], while_running: Callable[[], None] | None = None) -> None:
@@ -145,6 +153,37 @@ def _site(site: str) -> Iterator[None]:
 
 
 def dispatcher_main(index: int, site: str, queue: str) -> None:
+	"""A per-site ``eventdispatcher`` child: dispatch ``site`` until SIGTERM/SIGINT/SIGQUIT."""
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		dispatcher = _site_dispatcher(index, site, queue)
+		dispatcher.install_signal_handlers()
+		dispatcher.run()
+	finally:
+		frappe.destroy()
+
+
+def dispatch_site(index: int, queue: str, site: str, stop: threading.Event) -> None:
+	"""A bench-wide ``eventdispatcher``'s task for one site: as ``dispatcher_main`` until ``stop`` is
+	set. Raises ``SiteNotServed`` where Spine is not installed, ``KafkaConfigError`` or
+	``BrokerUnavailable`` when the site's kafka block or broker cannot work."""
+	from spine.settings import broker, installed
+
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		installed.require_spine()
+		broker.check_reachable()
+		_site_dispatcher(index, site, queue, should_stop=stop.is_set).run()
+	finally:
+		frappe.destroy()
+
+
+def _site_dispatcher(
+	index: int, site: str, queue: str, should_stop: Callable[[], bool] | None = None
+) -> Dispatcher:
+	"""The current site's dispatcher number ``index``, handing over to its queue of ``queue``."""
 	from spine.config.kafka import redact
 	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 	from spine.consumer.offsets import StoredPositions
@@ -153,62 +192,56 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 	from spine.rpc import client, replies
 	from spine.settings import broker, config_cache
 
-	frappe.init(site=site)
-	frappe.connect()
-	try:
-		settings = broker.site_settings()
-		name = queue_name(queue)
-		group = settings.consumer["group.id"]
-		outage = db_connection.Outage(f"eventdispatcher-{index}")
-		replies_on = reply_topic(site)
-		# before subscribing: a topic made after the subscription is noticed only at a metadata refresh
-		client.ensure_reply_topic()
-		broker.ensure_topic(INITIAL_SYNC_TOPIC, "requests for an initial sync may be answered late")
+	settings = broker.site_settings()
+	name = site_queue_name(queue, site)
+	group = settings.consumer["group.id"]
+	outage = db_connection.Outage(f"eventdispatcher-{index}@{site}")
+	replies_on = reply_topic(site)
+	# before subscribing: a topic made after the subscription is noticed only at a metadata refresh
+	client.ensure_reply_topic()
+	broker.ensure_topic(INITIAL_SYNC_TOPIC, "requests for an initial sync may be answered late")
 
-		class HandOver(JobHandOver):
-			def __call__(self, records: list, starts: dict | None = None) -> dict:
-				replies.deliver(records, replies_on)  # waiting callers get their replies now; the rows follow
-				return super().__call__(records, starts)
+	class HandOver(JobHandOver):
+		def __call__(self, records: list, starts: dict | None = None) -> dict:
+			replies.deliver(records, replies_on)  # waiting callers get their replies now; the rows follow
+			return super().__call__(records, starts)
 
-		def topics() -> list[str]:
-			def read() -> list[str]:
-				config_cache.forget_local()
-				topics = config_cache.consumer_settings()["topics"]
-				frappe.db.rollback()  # end the read transaction so the next refresh sees new config
-				return topics
+	def topics() -> list[str]:
+		def read() -> list[str]:
+			config_cache.forget_local()
+			topics = config_cache.consumer_settings()["topics"]
+			frappe.db.rollback()  # end the read transaction so the next refresh sees new config
+			return topics
 
-			return db_connection.call(read, outage)
+		return db_connection.call(read, outage)
 
-		consumer_conf = dict(settings.consumer)
-		if consumer_conf.get("group.instance.id"):
-			# static membership: each process needs its own id; a restarted process takes its
-			# partitions back at once instead of waiting for the group to notice the old one died
-			consumer_conf["group.instance.id"] = f"{consumer_conf['group.instance.id']}-{index}"
-		metrics.set_gauge("spine_process_up", 1, site=site, process="eventdispatcher")
+	consumer_conf = dict(settings.consumer)
+	if consumer_conf.get("group.instance.id"):
+		# static membership: each process needs its own id; a restarted process takes its
+		# partitions back at once instead of waiting for the group to notice the old one died
+		consumer_conf["group.instance.id"] = f"{consumer_conf['group.instance.id']}-{index}"
+	metrics.set_gauge("spine_process_up", 1, site=site, process="eventdispatcher")
 
-		def report_lag(lag: dict) -> None:
-			for (topic, partition), behind in lag.items():
-				metrics.set_gauge("spine_consumer_lag", behind, site=site, topic=topic, partition=partition)
+	def report_lag(lag: dict) -> None:
+		for (topic, partition), behind in lag.items():
+			metrics.set_gauge("spine_consumer_lag", behind, site=site, topic=topic, partition=partition)
 
-		dispatcher = Dispatcher(
-			consumer_conf,
-			topics,
-			HandOver(json_queue(name), "spine.consumer.intake.store_batch", site, group),
-			StoredPositions(group, outage),
-			refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
-			name=f"eventdispatcher-{index}@{site}",
-			idle_pause=settings.spine["spine.consumer.idle.pause.ms"] / 1000,
-			on_cycle=_ProcessingWatch(name, outage) if index == 0 else None,
-			report_lag=report_lag if metrics.enabled() else None,
-		)
-		dispatcher.install_signal_handlers()
-		log.info(
-			"eventdispatcher-%s@%s: group %s on %s, handing over to RQ queue %s",
-			index, site, group, redact(settings.consumer)["bootstrap.servers"], name,
-		)  # fmt: skip
-		dispatcher.run()
-	finally:
-		frappe.destroy()
+	log.info(
+		"eventdispatcher-%s@%s: group %s on %s, handing over to RQ queue %s",
+		index, site, group, redact(settings.consumer)["bootstrap.servers"], name,
+	)  # fmt: skip
+	return Dispatcher(
+		consumer_conf,
+		topics,
+		HandOver(json_queue(name), "spine.consumer.intake.store_batch", site, group),
+		StoredPositions(group, outage),
+		refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
+		name=f"eventdispatcher-{index}@{site}",
+		idle_pause=settings.spine["spine.consumer.idle.pause.ms"] / 1000,
+		on_cycle=_ProcessingWatch(name, outage) if index == 0 else None,
+		report_lag=report_lag if metrics.enabled() else None,
+		should_stop=should_stop,
+	)
 
 
 class _ProcessingWatch:
@@ -238,20 +271,21 @@ class _ProcessingWatch:
 			log.debug("eventdispatcher: processing check failed: %s", e)
 
 
-def worker_main(index: int, site: str, queue: str, burst: bool) -> None:
+def worker_main(index: int, queue: str, burst: bool, sites: Callable[[], Sequence[str]]) -> None:
+	"""A ``jsonworker`` child: execute the jobs of ``sites()``' queues of ``queue`` (and of the
+	queue all sites shared before), taking the sites in turn; ``sites`` is asked again every few
+	seconds, so a site that comes or goes is followed without a restart."""
 	import spine.consumer.intake
 	import spine.consumer.processor
 	from spine.consumer.queue import keep_site_between_jobs
 
 	keep_site_between_jobs()
-	frappe.init(site=site)
 	from frappe.utils.background_jobs import get_redis_conn
 
-	name = queue_name(queue)
-	connection = get_redis_conn()
-	metrics.set_gauge("spine_process_up", 1, site=site, process="jsonworker")
+	with frappe.init_site():
+		connection = get_redis_conn()
 	worker = _Worker(
-		[Queue(name, connection=connection, serializer=JSONSerializer)],
+		[],
 		connection=connection,
 		serializer=JSONSerializer,
 		name=f"spine-jsonworker-{os.getpid()}-{index}",
@@ -260,17 +294,74 @@ def worker_main(index: int, site: str, queue: str, burst: bool) -> None:
 		# abandoned jobs and starting the scheduler that re-queues retries
 		default_worker_ttl=45,
 	)
-	log.info("jsonworker-%s@%s: executing jobs of RQ queue %s", index, site, name)
+	worker.serve_sites(queue, sites)
+	log.info("jsonworker-%s: executing jobs of RQ queues %s", index, ", ".join(worker.queue_names()))
 	try:
-		worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+		worker.work(burst=burst, with_scheduler=True, logging_level="WARNING", dequeue_strategy="round_robin")
 	finally:
-		frappe.destroy()
+		worker.site_contexts.close_all()
 
 
 class _Worker(SimpleWorker):
 	"""An RQ worker that runs each job in its own process (no fork per job: the site's database
-	connection and imported modules serve every job) and treats SIGQUIT (supervisor's
-	stopsignal) as a warm shutdown, like SIGTERM: the current job finishes first."""
+	connection and imported modules serve every job), keeps each site's Frappe state in its own
+	context (a job of one site never sees another's), follows the sites it serves, and treats
+	SIGQUIT (supervisor's stopsignal) as a warm shutdown, like SIGTERM: the current job finishes first."""
+
+	SITES_SECONDS = 2.0
+
+	def serve_sites(self, queue: str, sites: Callable[[], Sequence[str]]) -> None:
+		"""Take the jobs of ``sites()``' queues of ``queue``; asked again every ``SITES_SECONDS``."""
+		self.site_queue = queue
+		self.sites = sites
+		self.site_contexts = SiteContexts()
+		self.served: tuple[str, ...] | None = None
+		self._sites_checked = 0.0
+		self._follow_sites()
+
+	def _follow_sites(self) -> None:
+		if time.monotonic() - self._sites_checked < self.SITES_SECONDS:
+			return
+		self._sites_checked = time.monotonic()
+		try:
+			served = tuple(sorted(self.sites()))
+		except Exception as e:
+			log.warning("jsonworker: cannot list the sites to serve (%s); keeping %s", e, self.served)
+			return
+		if served == self.served:
+			return
+		for site in set(self.served or ()) - set(served):
+			self.site_contexts.close(site)
+			metrics.set_gauge("spine_process_up", 0, site=site, process="jsonworker")
+		for site in set(served) - set(self.served or ()):
+			metrics.set_gauge("spine_process_up", 1, site=site, process="jsonworker")
+		names = [site_queue_name(self.site_queue, s) for s in served] + [shared_queue_name(self.site_queue)]
+		self.queues = [Queue(n, connection=self.connection, serializer=JSONSerializer) for n in names]
+		self._ordered_queues = self.queues[:]
+		if self.served is not None:
+			log.info("jsonworker: now serving %s", ", ".join(served) or "no site")
+			self._restart_scheduler()
+		self.served = served
+
+	def _restart_scheduler(self) -> None:
+		# RQ's scheduler (moving retried jobs back to their queue) knows the queues it was started with
+		if self.scheduler is None:
+			return
+		if self.scheduler._process and self.scheduler._process.is_alive():
+			self.stop_scheduler()
+		self._start_scheduler(logging_level="WARNING")
+
+	def dequeue_job_and_maintain_ttl(self, timeout, max_idle_time=None):
+		while True:
+			self._follow_sites()
+			if timeout is None:  # burst: one look at every queue
+				return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
+			# wait at most SITES_SECONDS, so a new site's queue is listened to within seconds
+			result = super().dequeue_job_and_maintain_ttl(
+				min(timeout, int(self.SITES_SECONDS)), max_idle_time=int(self.SITES_SECONDS)
+			)
+			if result is not None:
+				return result
 
 	def _install_signal_handlers(self):
 		super()._install_signal_handlers()
@@ -291,7 +382,8 @@ class _Worker(SimpleWorker):
 		beater = threading.Thread(target=beat, name="spine-job-heartbeat", daemon=True)
 		beater.start()
 		try:
-			return super().execute_job(job, queue)
+			site = job.args[0] if job.args and isinstance(job.args[0], str) else None
+			return self.site_contexts.run(site, super().execute_job, job, queue)
 		finally:
 			done.set()
 			beater.join(5)

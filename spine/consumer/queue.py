@@ -21,8 +21,18 @@ def keep_site_between_jobs() -> None:
 	_keep_site = True
 
 
-def queue_name(queue: str) -> str:
-	"""The bench-namespaced RQ queue name, as Frappe names its own (``<bench id>:spine:<queue>``)."""
+def site_queue_name(queue: str, site: str) -> str:
+	"""The RQ queue of ``site``'s jobs, bench-namespaced as Frappe names its own
+	(``<bench id>:spine:<queue>:<site>``). Each site has its own, so a jsonworker serving several
+	sites takes their jobs in turn and one site's backlog never queues ahead of another's message."""
+	from frappe.utils.background_jobs import generate_qname
+
+	return generate_qname(f"spine:{queue}:{site}")
+
+
+def shared_queue_name(queue: str) -> str:
+	"""The queue every site's jobs went to before each site had its own (``<bench id>:spine:<queue>``);
+	jsonworkers still take what waits there."""
 	from frappe.utils.background_jobs import generate_qname
 
 	return generate_qname(f"spine:{queue}")

@@ -113,7 +113,7 @@ class Dispatcher:
 	(up to ``batch_size`` messages or ``hold_seconds``), so a trickle of single messages becomes
 	fewer, bigger jobs exactly when workers are behind. The first
 	SIGTERM/SIGINT/SIGQUIT finishes the current batch, commits what is stored and leaves the
-	group; a second one exits at once.
+	group; a second one exits at once. ``should_stop`` (asked every cycle) stops it the same way.
 	"""
 
 	def __init__(
@@ -132,6 +132,7 @@ class Dispatcher:
 		idle_pause: float = 0.0,
 		hold_seconds: float = HOLD_SECONDS,
 		report_lag: Callable[[dict[TP, int]], None] | None = None,
+		should_stop: Callable[[], bool] | None = None,
 	):
 		self.conf = dict(consumer_conf)
 		self.topics = topics
@@ -147,7 +148,8 @@ class Dispatcher:
 		self.hold_seconds = hold_seconds
 		self.report_lag = report_lag
 		self._next_lag_report = 0.0
-		self.stopping = False
+		self.should_stop = should_stop
+		self._stop_requested = False
 		self.subscribed: list[str] = []
 		self.handed_over = 0
 		self.rewinds = 0  # partitions read again because a hand-over vanished
@@ -162,13 +164,22 @@ class Dispatcher:
 		self._held_since = 0.0
 		self._no_rest_until = 0.0
 
+	@property
+	def stopping(self) -> bool:
+		"""Whether to finish the batch, commit and leave: a stop signal came, or ``should_stop()``."""
+		return self._stop_requested or bool(self.should_stop and self.should_stop())
+
+	@stopping.setter
+	def stopping(self, value: bool) -> None:
+		self._stop_requested = value
+
 	def stop(self, *_: Any) -> None:
 		"""First signal: finish the batch, commit, leave. A second one exits immediately."""
-		if self.stopping:
+		if self._stop_requested:
 			log.warning("%s: second stop signal, exiting without waiting", self.name)
 			raise SystemExit(1)
 		log.info("%s: stop requested; finishing the current batch, committing, leaving the group", self.name)
-		self.stopping = True
+		self._stop_requested = True
 
 	def install_signal_handlers(self) -> None:
 		for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):

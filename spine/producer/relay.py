@@ -19,7 +19,9 @@ from __future__ import annotations
 import datetime
 import os
 import signal
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 import frappe
@@ -30,7 +32,7 @@ from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.producer import shape
 from spine.retry import RetryPolicy
-from spine.settings import broker
+from spine.settings import broker, installed
 
 log = logs.logger(__name__)
 
@@ -84,7 +86,8 @@ def drain_scheduled() -> None:
 
 
 def serve(site: str, metrics_port: int | None = None) -> None:
-	"""``spine-relay``: publish this site's events as they are committed, until SIGTERM/SIGINT/SIGQUIT.
+	"""``spine-relay --site S``: publish this site's events as they are committed, until
+	SIGTERM/SIGINT/SIGQUIT.
 
 	The first signal finishes the current pass and exits; a second one exits at once. Serves
 	Prometheus metrics on ``metrics_port`` (or the kafka block's ``spine.metrics.port``). Raises
@@ -93,20 +96,48 @@ def serve(site: str, metrics_port: int | None = None) -> None:
 	"""
 	stop = _StopFlag()
 	stop.install()
-	publisher = None
 	frappe.init(site=site)
 	frappe.connect()
 	try:
 		frappe.set_user("Administrator")
-		cache = compat.cache()
-		wake, alive = cache.make_key(_WAKE_KEY), cache.make_key(_ALIVE_KEY)
 		publisher = shared_publisher(broker.check_reachable().producer)  # refuses to start without a broker
 		broker.serve_metrics(metrics_port, "spine-relay")
-		log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
-		last_scan = next_report = 0.0
-		outage = db_connection.Outage(f"spine-relay@{site}")
-		metrics.set_gauge("spine_process_up", 1, site=site, process="spine-relay")
-		while not stop.requested:
+		publish_until(publisher, lambda: stop.requested)
+	finally:
+		frappe.destroy()
+
+
+def serve_site(site: str, stop: threading.Event) -> None:
+	"""The bench-wide relay's task for one site: as ``serve``, until ``stop`` is set. Raises
+	``SiteNotServed`` where Spine is not installed, and what ``serve`` raises."""
+	frappe.init(site=site)
+	frappe.connect()
+	try:
+		installed.require_spine()
+		frappe.set_user("Administrator")
+		publish_until(shared_publisher(broker.check_reachable().producer), stop.is_set)
+	finally:
+		frappe.destroy()
+
+
+def stop_draining() -> None:
+	"""The process is stopping: drains end after their current batch."""
+	global _stopping
+	_stopping = True
+
+
+def publish_until(publisher: Publisher, stopped: Callable[[], bool]) -> None:
+	"""Publish the current site's events as they are committed (woken by ``kick``; due retries every
+	few seconds) until ``stopped()``; a lost database connection is reopened and the pass done again."""
+	site = frappe.local.site
+	cache = compat.cache()
+	wake, alive = cache.make_key(_WAKE_KEY), cache.make_key(_ALIVE_KEY)
+	log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
+	last_scan = next_report = 0.0
+	outage = db_connection.Outage(f"spine-relay@{site}")
+	metrics.set_gauge("spine_process_up", 1, site=site, process="spine-relay")
+	try:
+		while not stopped():
 			cache.set(alive, os.getpid(), ex=ALIVE_SECONDS)
 			if metrics.enabled() and time.monotonic() >= next_report:
 				next_report = time.monotonic() + REPORT_SECONDS
@@ -132,10 +163,10 @@ def serve(site: str, metrics_port: int | None = None) -> None:
 	finally:
 		try:
 			compat.cache().delete_value(_ALIVE_KEY)
-		finally:
-			frappe.destroy()
-			if publisher is not None:
-				log.info("spine-relay@%s: stopped", site)
+		except Exception:
+			pass  # Redis is away: the key expires in ALIVE_SECONDS
+		metrics.set_gauge("spine_process_up", 0, site=site, process="spine-relay")
+		log.info("spine-relay@%s: stopped", site)
 
 
 def _pass(publisher: Publisher, woken: bool) -> None:
@@ -168,10 +199,10 @@ class _StopFlag:
 			signal.signal(sig, self._on_signal)
 
 	def _on_signal(self, *_: Any) -> None:
-		global _stopping
 		if self.requested:
 			raise SystemExit(1)
-		self.requested = _stopping = True
+		self.requested = True
+		stop_draining()
 
 
 _stopping = False  # set by the relay process's stop signal: drains end after their current batch
