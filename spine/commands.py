@@ -53,6 +53,21 @@ def _on_site(context) -> Iterator[str]:
 		frappe.destroy()
 
 
+def _named_sites(context) -> tuple[str, ...]:
+	"""The sites ``--site`` (or ``FRAPPE_SITE``) named; none for a bench-wide command: without
+	``--site``, or with ``--site all`` (every site, those added later too). A default site set with
+	``bench use`` does not count: Spine's long-running commands then serve the whole bench."""
+	import os
+
+	ctx = click.get_current_context()
+	while ctx is not None and "site" not in ctx.params:
+		ctx = ctx.parent
+	named = (ctx.params.get("site") if ctx else None) or os.environ.get("FRAPPE_SITE")
+	if not named or named == "all":
+		return ()
+	return tuple(context.sites)
+
+
 def _queue(_ctx, _param, value: str) -> str:
 	if not _QUEUE_NAME.match(value or ""):
 		raise click.BadParameter(f"{value!r}: use letters, digits, '.', '_' and '-' (e.g. kafka_events)")
@@ -172,12 +187,19 @@ def spine_schema(context, doctype: str | None, every: bool, topic: str | None, p
 @pass_context
 @_friendly_errors
 def spine_relay(context, metrics_port: int | None) -> None:
-	"""Publish this site's captured events the moment their transaction commits (long-running)."""
-	from spine import logs
-	from spine.producer.relay import serve
+	"""Publish captured events the moment their transaction commits (long-running): of every site of
+	the bench with Spine installed, or of the one --site names."""
+	sites = _named_sites(context)
+	if len(sites) == 1:
+		from spine import logs
+		from spine.producer.relay import serve
 
-	logs.to_terminal()
-	serve(get_site(context), metrics_port)
+		logs.to_terminal()
+		serve(sites[0], metrics_port)
+	else:
+		from spine.benchwide import serve
+
+		serve.relay(sites, metrics_port)
 
 
 # --- consumer commands ---
@@ -190,10 +212,17 @@ def spine_relay(context, metrics_port: int | None) -> None:
 @pass_context
 @_friendly_errors
 def eventdispatcher(context, queue: str, numworkers: int, metrics_port: int | None) -> None:
-	"""Read the topics of Spine Consumer Config and hand the messages to the jsonworkers' queue."""
-	from spine.consumer.processes import run_dispatchers
+	"""Read the topics of Spine Consumer Config and hand the messages to the jsonworkers' queue: of every
+	site of the bench with Spine installed, or of the one --site names."""
+	sites = _named_sites(context)
+	if len(sites) == 1:
+		from spine.consumer.processes import run_dispatchers
 
-	run_dispatchers(get_site(context), queue, numworkers, metrics_port)
+		run_dispatchers(sites[0], queue, numworkers, metrics_port)
+	else:
+		from spine.benchwide import serve
+
+		serve.dispatchers(sites, queue, numworkers, metrics_port)
 
 
 @click.command("jsonworker")
@@ -204,10 +233,17 @@ def eventdispatcher(context, queue: str, numworkers: int, metrics_port: int | No
 @pass_context
 @_friendly_errors
 def jsonworker(context, queue: str, numworkers: int, burst: bool, metrics_port: int | None) -> None:
-	"""Store dispatched messages in Message Log and process them."""
-	from spine.consumer.processes import run_workers
+	"""Store dispatched messages in Message Log and process them: of every site of the bench, or of
+	the one --site names."""
+	sites = _named_sites(context)
+	if len(sites) == 1:
+		from spine.consumer.processes import run_workers
 
-	run_workers(get_site(context), queue, numworkers, burst=burst, metrics_port=metrics_port)
+		run_workers(sites[0], queue, numworkers, burst=burst, metrics_port=metrics_port)
+	else:
+		from spine.benchwide import serve
+
+		serve.workers(sites, queue, numworkers, burst=burst, metrics_port=metrics_port)
 
 
 # --- operations commands ---
@@ -274,14 +310,18 @@ def spine_broker(context, port: int, data_dir: str | None) -> None:
 @pass_context
 @_friendly_errors
 def spine_processes(context, queue: str, numworkers: int, as_supervisor: bool, write: bool) -> None:
-	"""Procfile or supervisor entries for this site's spine-relay, eventdispatcher and jsonworker."""
+	"""Procfile or supervisor entries for spine-relay, eventdispatcher and jsonworker: one set for every
+	site of the bench, or with --site, a set for that site alone."""
 	import getpass
 	import os
 	from pathlib import Path
 
 	from spine.config.procfile import add_to_procfile, procfile_lines, supervisor_conf
 
-	site = get_site(context)
+	sites = _named_sites(context)
+	if len(sites) > 1:
+		raise click.UsageError("name one --site for per-site lines, or none for the bench-wide ones")
+	site = sites[0] if sites else None
 	bench_path = os.path.abspath(os.path.join(os.getcwd(), ".."))  # bench runs commands from sites/
 	if as_supervisor:
 		click.echo(supervisor_conf(site, queue, numworkers, bench_path, getpass.getuser()))
@@ -302,15 +342,24 @@ def spine_processes(context, queue: str, numworkers: int, as_supervisor: bool, w
 @pass_context
 @_friendly_errors
 def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
-	"""Backlog, counts by status, oldest pending age, consumer lag. Exit code 1 when something is stuck."""
+	"""Backlog, counts by status, oldest pending age, consumer lag: of the --site, or one row per site
+	of the bench. Exit code 1 when something is stuck."""
 	import json
 
-	from spine.desk.status import collect, render
+	sites = _named_sites(context)
+	if len(sites) == 1:
+		from spine.desk.status import collect, render
 
-	with _on_site(context):
-		report = collect(max_age_seconds=max_age, with_lag=not no_lag)
+		with _on_site(context):
+			report = collect(max_age_seconds=max_age, with_lag=not no_lag)
+		stuck = bool(report["problems"])
+	else:
+		from spine.benchwide.status import collect, render
+
+		report = collect(sites, max_age_seconds=max_age, with_lag=not no_lag)
+		stuck = bool(report["problems"])
 	click.echo(json.dumps(report, indent=1, default=str) if as_json else render(report))
-	if report["problems"]:
+	if stuck:
 		raise SystemExit(1)
 
 

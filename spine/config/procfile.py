@@ -5,19 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def procfile_lines(site: str, queue: str, numworkers: int) -> list[str]:
-	"""Procfile lines for ``spine-relay``, ``eventdispatcher`` and ``jsonworker`` of ``site``
-	(the two ``--queue`` values match)."""
-	tag = site.replace(".", "_")
+def procfile_lines(site: str | None, queue: str, numworkers: int) -> list[str]:
+	"""Procfile lines for ``spine-relay``, ``eventdispatcher`` and ``jsonworker``: serving every site
+	of the bench when ``site`` is None, else only ``site`` (the two ``--queue`` values match)."""
+	tag, on = ("_" + site.replace(".", "_"), f"--site {site} ") if site else ("", "")
 	return [
-		f"spine_relay_{tag}: bench --site {site} spine-relay",
-		f"spine_dispatcher_{tag}: bench --site {site} eventdispatcher --queue {queue} --numworkers {numworkers}",
-		f"spine_worker_{tag}: bench --site {site} jsonworker --queue {queue} --numworkers {numworkers}",
+		f"spine_relay{tag}: bench {on}spine-relay",
+		f"spine_dispatcher{tag}: bench {on}eventdispatcher --queue {queue} --numworkers {numworkers}",
+		f"spine_worker{tag}: bench {on}jsonworker --queue {queue} --numworkers {numworkers}",
 	]
 
 
-def supervisor_conf(site: str, queue: str, numworkers: int, bench_path: str, user: str) -> str:
-	"""A supervisor config for both processes: QUIT stops them cleanly (batch finished, offsets committed)."""
+def supervisor_conf(site: str | None, queue: str, numworkers: int, bench_path: str, user: str) -> str:
+	"""A supervisor config for the three processes (of every site when ``site`` is None): QUIT stops
+	them cleanly (batch finished, offsets committed)."""
 	blocks = []
 	for line in procfile_lines(site, queue, numworkers):
 		name, command = line.split(": ", 1)
