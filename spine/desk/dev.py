@@ -55,7 +55,7 @@ def run(
 			[
 				processes.Child("spine-relay", relay.serve, (site,)),
 				processes.Child("eventdispatcher", processes.dispatcher_main, (0, site, queue)),
-				processes.Child("jsonworker", processes.worker_main, (0, site, queue, False)),
+				processes.Child("jsonworker", processes.worker_main, (0, queue, False, lambda: [site])),
 			],
 			while_running=watcher.poll,
 		)
@@ -105,9 +105,11 @@ def _broker(site: str, port: int):
 				f"site_config.json names the broker {settings.bootstrap_servers}, which does not answer, and it "
 				"is not on this machine. Start it, or remove the kafka block to let spine-dev start a local one."
 			)
+		_ensure_broker_package()
 		local = LocalBroker.start(port=int(wanted))
 		click.echo(f"broker: started a local one on {local.bootstrap_servers}, as site_config.json names")
 		return local
+	_ensure_broker_package()
 	local = LocalBroker.start(port=port)
 	block = {"bootstrap.servers": local.bootstrap_servers, "client.id": site, **CLIENT_SETTINGS}
 	update_site_config("kafka", block)
@@ -115,6 +117,28 @@ def _broker(site: str, port: int):
 	click.echo(f"broker: started a local one on {local.bootstrap_servers}")
 	click.echo(f'site_config.json had no kafka block; wrote: "kafka": {json.dumps(block)}')
 	return local
+
+
+def _ensure_broker_package() -> None:
+	"""The local broker's package is installed, or installed now if the developer says yes at the
+	prompt; otherwise stop, saying the one command that installs it."""
+	import shlex
+	import subprocess
+	import sys
+
+	from spine.kafka.devbroker import PACKAGE, BrokerStartError, install_command, package_installed
+
+	if package_installed():
+		return
+	command = shlex.join(install_command())
+	if not sys.stdin.isatty() or not click.confirm(
+		f"The local broker needs the {PACKAGE} package, which this bench's Python lacks. Install it now "
+		f"({command})?",
+		default=True,
+	):
+		raise BrokerStartError(f"the local broker needs {PACKAGE}; install it with: {command}")
+	if subprocess.run(install_command()).returncode != 0 or not package_installed():
+		raise BrokerStartError(f"installing {PACKAGE} failed (see above); try: {command}")
 
 
 def _set_up_demo() -> None:

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +29,21 @@ class BrokerStartError(SpineError):
 	"""The local broker could not be started; the message says why and what to do."""
 
 
+PACKAGE = "noida-db==0.2.3"
+
+
+def package_installed() -> bool:
+	"""Whether the broker's package (``PACKAGE``) is importable in this environment."""
+	import importlib.util
+
+	return importlib.util.find_spec("noida_db") is not None
+
+
+def install_command() -> list[str]:
+	"""The one command that installs the broker's package into this Python (the bench's env)."""
+	return [sys.executable, "-m", "pip", "install", PACKAGE]
+
+
 def broker_binary() -> Path:
 	"""Path of the broker executable inside the installed noida-db package."""
 	try:
@@ -35,7 +52,8 @@ def broker_binary() -> Path:
 		path = Path(str(files("noida_db").joinpath("noida-db")))
 	except ModuleNotFoundError:
 		raise BrokerStartError(
-			"the local broker needs the noida-db package: pip install 'noida-db==0.2.3'"
+			f"the local broker needs the {PACKAGE.split('==')[0]} package; install it into the bench's "
+			f"environment with: {shlex.join(install_command())}"
 		) from None
 	if not path.is_file():
 		raise BrokerStartError(f"noida-db is installed but its binary is missing at {path}")

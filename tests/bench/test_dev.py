@@ -133,3 +133,28 @@ def test_dispatcher_and_relay_say_the_broker_is_unreachable(bare_site):
 		assert proc.proc.wait(120) != 0
 		out = proc.output()
 		assert "does not answer" in out and "spine-dev" in out and "Traceback" not in out, out
+
+
+def test_spine_dev_names_the_command_that_installs_the_broker_or_runs_it_when_asked(frappe_site, monkeypatch):
+	"""Without the local broker's package, spine-dev says the one command that installs it into the
+	bench's Python; at a terminal it asks and runs that command."""
+	import sys
+
+	import click
+
+	from spine.desk import dev
+	from spine.kafka import devbroker
+
+	monkeypatch.setattr(devbroker, "package_installed", lambda: False)
+	with pytest.raises(devbroker.BrokerStartError) as refused:
+		dev._ensure_broker_package()  # no terminal under pytest: no question, the command is named
+	assert f"{sys.executable} -m pip install noida-db==0.2.3" in str(refused.value)
+
+	ran = []
+	answers = iter([False, True])  # missing, then installed by the command
+	monkeypatch.setattr(devbroker, "package_installed", lambda: next(answers))
+	monkeypatch.setattr(devbroker, "install_command", lambda: [sys.executable, "-c", "print('installing')"])
+	monkeypatch.setattr(sys.stdin, "isatty", lambda: True, raising=False)
+	monkeypatch.setattr(click, "confirm", lambda *a, **k: ran.append(a[0]) or True)
+	dev._ensure_broker_package()
+	assert ran and "noida-db==0.2.3" in ran[0], "the developer was asked before anything was installed"
