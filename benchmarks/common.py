@@ -114,11 +114,11 @@ def write_results(path: str, name: str, rows: list[tuple[str, str]], data: dict)
 
 
 def start_process(*args: str, site: str | None = None) -> subprocess.Popen:
-	"""``bench --site <site> <args>`` (SPINE_SITE by default) in its own process group, output to a
+	"""``bench --site <site> <args>`` (SPINE_SITE by default; ``site=""``: no --site) in its own process group, output to a
 	temp file."""
 	log = tempfile.NamedTemporaryFile(prefix="spine-bench-", suffix=".log", delete=False)
 	proc = subprocess.Popen(
-		bench_command(*args, site=site or os.environ["SPINE_SITE"]),
+		bench_command(*args, site=os.environ["SPINE_SITE"] if site is None else site),
 		cwd=bench_cwd(),
 		stdout=log,
 		stderr=subprocess.STDOUT,

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import uuid
+
 import pytest
 
-from tests.bench.helpers import redis_cache, restore_single
+from tests.bench.helpers import DB_ROOT_ARGS, bench_run, redis_cache, restore_single
 
 
 @pytest.fixture
@@ -75,3 +79,17 @@ def no_process_left_behind():
 	for p in left:
 		p.kill()
 	assert not left, f"left running by this module's tests: {[' '.join(p.args) for p in left]}"
+
+
+@pytest.fixture
+def scratch_site():
+	"""A new site with Spine installed, dropped afterwards: (site name, its database name)."""
+	site = f"spine-scratch-{uuid.uuid4().hex[:6]}.test"
+	made = bench_run("new-site", site, *DB_ROOT_ARGS, "--admin-password", "admin",
+		"--db-host", "127.0.0.1", "--install-app", "spine")  # fmt: skip
+	assert made.returncode == 0, made.stderr[-2000:]
+	try:
+		with open(os.path.join(os.environ["SPINE_BENCH"], "sites", site, "site_config.json")) as f:
+			yield site, json.load(f)["db_name"]
+	finally:
+		bench_run("drop-site", site, *DB_ROOT_ARGS, "--no-backup", "--force")

@@ -15,6 +15,12 @@ from typing import Any
 
 BENCH = os.environ.get("SPINE_BENCH", "")
 SITE = os.environ.get("SPINE_SITE", "")
+# MariaDB account that may create and drop sites' databases (bench new-site/drop-site)
+DB_ROOT_USER = os.environ.get("SPINE_DB_ROOT_USER", "root")
+DB_ROOT_PASSWORD = os.environ.get("SPINE_DB_ROOT_PASSWORD", "")
+DB_ROOT_ARGS = ["--db-root-username", DB_ROOT_USER] + (
+	["--db-root-password", DB_ROOT_PASSWORD] if DB_ROOT_PASSWORD else []
+)
 
 
 def wait_for(
@@ -76,12 +82,25 @@ def bench_cwd() -> str:
 	return os.path.join(os.environ.get("SPINE_BENCH", BENCH), "sites")
 
 
+def bench_run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+	"""Run a bench command; a MariaDB root password prompt is answered from SPINE_DB_ROOT_PASSWORD."""
+	return subprocess.run(
+		bench_command(*args, site=""),
+		cwd=bench_cwd(),
+		capture_output=True,
+		text=True,
+		timeout=timeout,
+		input=(os.environ.get("SPINE_DB_ROOT_PASSWORD", "") + "\n") * 2,  # answers a root password prompt
+	)
+
+
 def unique(prefix: str) -> str:
 	return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 class BenchProcess:
-	"""A ``bench --site SITE ...`` process of the SPINE_BENCH bench, output in a temp file."""
+	"""A ``bench --site SITE ...`` process of the SPINE_BENCH bench (``site=""``: without ``--site``),
+	output in a temp file."""
 
 	started: list[BenchProcess] = []  # every one, so a test module that leaves one running is caught
 
@@ -90,7 +109,7 @@ class BenchProcess:
 		BenchProcess.started.append(self)
 		self.log = tempfile.NamedTemporaryFile(prefix="spine-proc-", suffix=".log", delete=False)
 		self.proc = subprocess.Popen(
-			bench_command(*args, site=site or SITE),
+			bench_command(*args, site=site),
 			cwd=bench_cwd(),
 			stdout=self.log,
 			stderr=subprocess.STDOUT,

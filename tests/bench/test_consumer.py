@@ -351,11 +351,12 @@ def _assigned(log: str) -> set[int]:
 
 def _rq_state(queue: str) -> str:
 	"""Counts of the queue's RQ registries, for failure messages."""
+	import frappe
 	from rq.registry import DeferredJobRegistry, FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
 
-	from spine.consumer.queue import json_queue, queue_name
+	from spine.consumer.queue import json_queue, site_queue_name
 
-	q = json_queue(queue_name(queue))
+	q = json_queue(site_queue_name(queue, frappe.local.site))
 	regs = {
 		cls.__name__: len(cls(queue=q))
 		for cls in (StartedJobRegistry, DeferredJobRegistry, ScheduledJobRegistry, FailedJobRegistry)

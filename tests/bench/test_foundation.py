@@ -10,13 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.bench.helpers import bench_command, bench_cwd, ensure_user, redis_cache, restore_single
-
-# MariaDB account that may create and drop sites' databases (bench new-site/drop-site)
-DB_ROOT_USER = os.environ.get("SPINE_DB_ROOT_USER", "root")
-DB_ROOT_PASSWORD = os.environ.get("SPINE_DB_ROOT_PASSWORD", "")
-DB_ROOT_ARGS = ["--db-root-username", DB_ROOT_USER] + (
-	["--db-root-password", DB_ROOT_PASSWORD] if DB_ROOT_PASSWORD else []
+from tests.bench.helpers import (
+	DB_ROOT_ARGS,
+	DB_ROOT_PASSWORD,
+	DB_ROOT_USER,
+	bench_run,
+	ensure_user,
+	redis_cache,
+	restore_single,
 )
 
 SPINE_DOCTYPES = (
@@ -241,18 +242,6 @@ def test_consumer_config_refuses_bad_rows_and_retry_settings(frappe_site):
 	frappe.db.rollback()
 
 
-def _bench(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-	"""Run a bench command; a MariaDB root password prompt is answered from SPINE_DB_ROOT_PASSWORD."""
-	return subprocess.run(
-		bench_command(*args, site=""),
-		cwd=bench_cwd(),
-		capture_output=True,
-		text=True,
-		timeout=timeout,
-		input=(os.environ.get("SPINE_DB_ROOT_PASSWORD", "") + "\n") * 2,  # answers a root password prompt
-	)
-
-
 def _root_sql(query: str, args=()) -> tuple:
 	"""Run SQL as the MariaDB root user (the site's own user cannot see another site's database)."""
 	import pymysql
@@ -290,7 +279,7 @@ def _tables(site_db: str) -> set[str]:
 def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 	"""install-app creates the DocTypes and tables; uninstall-app leaves the site clean."""
 	site = f"spine-install-{uuid.uuid4().hex[:6]}.test"
-	made = _bench(
+	made = bench_run(
 		"new-site",
 		site,
 		*DB_ROOT_ARGS,
@@ -303,10 +292,10 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 	try:
 		with open(os.path.join(os.environ["SPINE_BENCH"], "sites", site, "site_config.json")) as f:
 			db_name = json.load(f)["db_name"]
-		installed = _bench("--site", site, "install-app", "spine")
+		installed = bench_run("--site", site, "install-app", "spine")
 		assert installed.returncode == 0, installed.stderr[-2000:]
 		assert _tables(db_name) == _spine_tables() and "tabMessage Log" in _spine_tables()
-		listed = _bench("--site", site, "list-apps")
+		listed = bench_run("--site", site, "list-apps")
 		assert "spine" in listed.stdout
 		has_switch = _root_sql(
 			"SELECT 1 FROM information_schema.columns WHERE table_schema = %s "
@@ -318,7 +307,7 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 			f"SELECT {column} FROM `{db_name}`.`tabList View Settings` WHERE name = 'Message Log'"
 		) == ((1,),), "the log's list shows no comment counts"
 
-		removed = _bench("--site", site, "uninstall-app", "spine", "--yes", "--no-backup")
+		removed = bench_run("--site", site, "uninstall-app", "spine", "--yes", "--no-backup")
 		assert removed.returncode == 0, removed.stderr[-2000:]
 		assert _tables(db_name) == set()
 		leftovers = _root_sql(
@@ -328,29 +317,15 @@ def test_install_and_uninstall_on_a_fresh_site(frappe_site):
 			f"UNION SELECT name FROM `{db_name}`.`tabList View Settings` WHERE name = 'Message Log'"
 		)
 		assert leftovers == ()
-		assert "spine" not in _bench("--site", site, "list-apps").stdout
+		assert "spine" not in bench_run("--site", site, "list-apps").stdout
 	finally:
-		_bench(
+		bench_run(
 			"drop-site",
 			site,
 			*DB_ROOT_ARGS,
 			"--no-backup",
 			"--force",
 		)
-
-
-@pytest.fixture
-def scratch_site():
-	"""A new site with Spine installed, dropped afterwards: (site name, its database name)."""
-	site = f"spine-scratch-{uuid.uuid4().hex[:6]}.test"
-	made = _bench("new-site", site, *DB_ROOT_ARGS, "--admin-password", "admin",
-		"--db-host", "127.0.0.1", "--install-app", "spine")  # fmt: skip
-	assert made.returncode == 0, made.stderr[-2000:]
-	try:
-		with open(os.path.join(os.environ["SPINE_BENCH"], "sites", site, "site_config.json")) as f:
-			yield site, json.load(f)["db_name"]
-	finally:
-		_bench("drop-site", site, *DB_ROOT_ARGS, "--no-backup", "--force")
 
 
 @pytest.mark.slow
@@ -362,10 +337,10 @@ def test_a_broken_install_never_stops_saves_and_migrate_repairs_it(scratch_site)
 	for doctype in ("Spine Producer Config", "Spine Consumer Config"):
 		_root_sql(f"DELETE FROM `{db}`.`tabDocField` WHERE parent = %s", (doctype,))
 		_root_sql(f"DELETE FROM `{db}`.`tabDocType` WHERE name = %s", (doctype,))
-	assert _bench("--site", site, "clear-cache").returncode == 0
+	assert bench_run("--site", site, "clear-cache").returncode == 0
 
 	todo = json.dumps({"doc": {"doctype": "ToDo", "description": "saved on a broken install"}})
-	saved = _bench("--site", site, "execute", "frappe.client.insert", "--kwargs", todo)
+	saved = bench_run("--site", site, "execute", "frappe.client.insert", "--kwargs", todo)
 	assert saved.returncode == 0, saved.stderr[-2000:]
 	name = json.loads(saved.stdout.strip().splitlines()[-1])["name"]
 	logged = _root_sql(
@@ -374,10 +349,10 @@ def test_a_broken_install_never_stops_saves_and_migrate_repairs_it(scratch_site)
 	)
 	assert logged and all("NOT captured" in e and "migrate" in e for _, e in logged), (saved.stdout, logged)
 
-	repaired = _bench("--site", site, "migrate")
+	repaired = bench_run("--site", site, "migrate")
 	assert repaired.returncode == 0, repaired.stderr[-2000:]
 	assert "tabMessage Log" in _tables(db)
-	again = _bench("--site", site, "execute", "frappe.client.insert", "--kwargs", todo)
+	again = bench_run("--site", site, "execute", "frappe.client.insert", "--kwargs", todo)
 	assert again.returncode == 0, again.stderr[-2000:]
 	name = json.loads(again.stdout.strip().splitlines()[-1])["name"]
 	assert _root_sql(f"SELECT COUNT(*) FROM `{db}`.`tabError Log` WHERE reference_name = %s", (name,)) == (

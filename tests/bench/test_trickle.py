@@ -68,12 +68,13 @@ def test_a_trickle_of_single_messages_is_stored_in_fewer_jobs_than_messages(
 	"""Messages produced one at a time (each its own produce and delivery, as single-commit saves
 	arrive) faster than one jsonworker stores them one by one: every one is stored once and handled,
 	in fewer jobs than messages, because the dispatcher joins what it polls while jobs wait."""
+	import frappe
 	from confluent_kafka import Producer
 	from rq.job import Job
 	from rq.registry import FinishedJobRegistry
 	from rq.serializers import JSONSerializer
 
-	from spine.consumer.queue import json_queue, queue_name
+	from spine.consumer.queue import json_queue, site_queue_name
 
 	topic = create_topic(kafka_bootstrap, 3, prefix="trickle")
 	consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": f"{DEMO}.add_comment_row"})
@@ -100,7 +101,7 @@ def test_a_trickle_of_single_messages_is_stored_in_fewer_jobs_than_messages(
 			pipe.stop()
 	rows = inbound(topic)
 	assert sorted(r.message_id for r in rows) == sorted(e.message_id for e in envs), "each stored once"
-	rq_queue = json_queue(queue_name(queue))
+	rq_queue = json_queue(site_queue_name(queue, frappe.local.site))
 	registry = FinishedJobRegistry(queue=rq_queue)
 	jobs = [
 		Job.fetch(j, connection=rq_queue.connection, serializer=JSONSerializer)

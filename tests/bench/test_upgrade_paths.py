@@ -160,7 +160,7 @@ def test_intake_job_queued_under_the_old_path_stores_and_handles(frappe_site):
 	import frappe
 
 	from spine import envelope
-	from spine.consumer.queue import json_queue, queue_name
+	from spine.consumer.queue import json_queue, shared_queue_name
 	from spine.demo import CALLS_KEY
 
 	topic, queue = unique("old-intake"), unique("q")
@@ -184,7 +184,7 @@ def test_intake_job_queued_under_the_old_path_stores_and_handles(frappe_site):
 			doctype="ToDo", docname=unique("todo"), event="on_update", topic=topic,
 			payload={"description": "old job"}, origin="other", origin_site="other.site",
 		)  # fmt: skip
-		name = queue_name(queue)
+		name = shared_queue_name(queue)  # where jobs waited before each site had its own queue
 		json_queue(name).enqueue(
 			"spine.spine_adapter.intake.store_batch", frappe.local.site, as_records(topic, [env]), name
 		)
