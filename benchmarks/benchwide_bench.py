@@ -143,8 +143,10 @@ class site_configured:
 			self.kafka = frappe.get_site_config().get("kafka")
 			consumer = frappe.get_single("Spine Consumer Config")
 			self.consumer = [_row(r) for r in consumer.configs], consumer.enabled
+			self.test_mode = consumer.test_mode
 			handler = f"{DEMO}.record_call" if self.producer else f"{DEMO}.noop"
 			consumer.enabled = 1
+			consumer.test_mode = 1 if self.producer else 0  # A handles its own messages
 			consumer.set(
 				"configs", [{"topic": self.topic, "document_type": "ToDo", "event_handler": handler}]
 			)
@@ -169,6 +171,8 @@ class site_configured:
 				doc = frappe.get_single(doctype)
 				doc.enabled = enabled
 				doc.set("configs", rows)
+				if doctype == "Spine Consumer Config":
+					doc.test_mode = self.test_mode
 				doc.save(ignore_permissions=True)
 			update_site_config("kafka", self.kafka if self.kafka is not None else "None")
 

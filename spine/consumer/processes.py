@@ -28,7 +28,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from spine import db_connection, logs, metrics
-from spine.consumer.queue import json_queue, shared_queue_name, site_queue_name
+from spine.consumer.queue import json_queue, shared_queue_name, site_queue_name, while_job_runs
 from spine.consumer.site_contexts import SiteContexts
 from spine.errors import SpineError
 
@@ -175,7 +175,12 @@ def dispatch_site(index: int, queue: str, site: str, stop: threading.Event) -> N
 	try:
 		installed.require_spine()
 		broker.check_reachable()
-		_site_dispatcher(index, site, queue, should_stop=stop.is_set).run()
+		dispatcher = _site_dispatcher(index, site, queue, should_stop=stop.is_set)
+		try:
+			dispatcher.run()
+		finally:
+			if dispatcher.doorbell:
+				broker.doorbell().forget(dispatcher.doorbell)
 	finally:
 		frappe.destroy()
 
@@ -230,6 +235,7 @@ def _site_dispatcher(
 		"eventdispatcher-%s@%s: group %s on %s, handing over to RQ queue %s",
 		index, site, group, redact(settings.consumer)["bootstrap.servers"], name,
 	)  # fmt: skip
+	idle_pause = settings.spine["spine.consumer.idle.pause.ms"] / 1000
 	return Dispatcher(
 		consumer_conf,
 		topics,
@@ -237,10 +243,11 @@ def _site_dispatcher(
 		StoredPositions(group, outage),
 		refresh_seconds=2.0,  # a new Spine Consumer Config row is followed within seconds
 		name=f"eventdispatcher-{index}@{site}",
-		idle_pause=settings.spine["spine.consumer.idle.pause.ms"] / 1000,
+		idle_pause=idle_pause,
 		on_cycle=_ProcessingWatch(name, outage) if index == 0 else None,
 		report_lag=report_lag if metrics.enabled() else None,
 		should_stop=should_stop,
+		doorbell=broker.doorbell().waiter() if idle_pause else None,
 	)
 
 
@@ -308,7 +315,7 @@ class _Worker(SimpleWorker):
 	context (a job of one site never sees another's), follows the sites it serves, and treats
 	SIGQUIT (supervisor's stopsignal) as a warm shutdown, like SIGTERM: the current job finishes first."""
 
-	SITES_SECONDS = 2.0
+	SITES_SECONDS = 5.0
 
 	def serve_sites(self, queue: str, sites: Callable[[], Sequence[str]]) -> None:
 		"""Take the jobs of ``sites()``' queues of ``queue``; asked again every ``SITES_SECONDS``."""
@@ -381,10 +388,13 @@ class _Worker(SimpleWorker):
 
 		beater = threading.Thread(target=beat, name="spine-job-heartbeat", daemon=True)
 		beater.start()
+		others = [q.key for q in self.queues if q.name != queue.name]
+		while_job_runs(lambda: others and any(_lengths(self.connection, others)))
 		try:
 			site = job.args[0] if job.args and isinstance(job.args[0], str) else None
 			return self.site_contexts.run(site, super().execute_job, job, queue)
 		finally:
+			while_job_runs(None)
 			done.set()
 			beater.join(5)
 
@@ -400,6 +410,13 @@ class _Worker(SimpleWorker):
 			_requeue_jobs_of_dead_local_workers(self, queue)
 			self.connection.delete(queue.registry_cleaning_key)
 		super().clean_registries()
+
+
+def _lengths(connection, keys: list[str]) -> list[int]:
+	pipe = connection.pipeline(transaction=False)
+	for key in keys:
+		pipe.llen(key)
+	return pipe.execute()
 
 
 def _requeue_jobs_of_dead_local_workers(worker: SimpleWorker, queue: Queue) -> None:

@@ -142,7 +142,7 @@ def kick(queue_name: str) -> None:
 
 def run_job(site: str, slot: int = 0, queue_name: str | None = None) -> int:
 	"""RQ job entry (JSON args) for a kicked processing pass; queues the next one if work is left."""
-	from spine.consumer.queue import job_site
+	from spine.consumer.queue import job_site, others_waiting
 
 	with job_site(site):
 		cache = compat.cache()
@@ -150,7 +150,11 @@ def run_job(site: str, slot: int = 0, queue_name: str | None = None) -> int:
 		running = f"{_RUNNING_KEY}:{queue_name}:{slot}"
 		cache.set(cache.make_key(running), 1, ex=int(JOB_RUN_SECONDS + 20))
 		try:
-			done = process(max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS)
+			# a pass gives way to other sites' jobs waiting for this worker; what is left is kicked below
+			done = process(
+				max_seconds=JOB_RUN_SECONDS if queue_name else MAX_RUN_SECONDS,
+				should_yield=others_waiting if queue_name else None,
+			)
 		finally:
 			cache.delete_value(running)
 		# only after progress: due rows this pass could not take are another processor's (it kicks when
@@ -177,8 +181,13 @@ def process_scheduled() -> None:
 	process()
 
 
-def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) -> int:
-	"""Handle due rows until none is left (or ``max_seconds`` passed); returns how many reached a new status.
+def process(
+	max_seconds: float = MAX_RUN_SECONDS,
+	batch_size: int = BATCH_SIZE,
+	should_yield: Callable[[], bool] | None = None,
+) -> int:
+	"""Handle due rows until none is left (or ``max_seconds`` passed, or ``should_yield()`` says so
+	after a batch); returns how many reached a new status.
 
 	A batch whose database connection died is handled again on a new connection: MariaDB rolled
 	its transaction back, so its messages' effects and attempts count once. Raises if the
@@ -207,7 +216,7 @@ def process(max_seconds: float = MAX_RUN_SECONDS, batch_size: int = BATCH_SIZE) 
 		_outage.back()
 		size, seconds = min(batch_size, size * 2), min(BATCH_SECONDS, seconds * 2)
 		finished += done
-		if not done:
+		if not done or (should_yield and should_yield()):
 			break
 	frappe.db.rollback()  # end the last read
 	return finished

@@ -3,7 +3,7 @@ and how a job of that queue enters the site."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import frappe
@@ -13,6 +13,25 @@ from rq import Queue
 # connection open for the next one instead of connecting again (a connection per job costs more
 # than most jobs).
 _keep_site = False
+
+
+# Set by a jsonworker serving several sites: whether another site's job waits for it, so a long
+# processing pass of one site ends early and lets that job run (the pass continues after it).
+_others_waiting: Callable[[], bool] | None = None
+
+
+def while_job_runs(others_waiting: Callable[[], bool] | None) -> None:
+	"""Called by a jsonworker before each job: how the job tells whether other sites' jobs wait."""
+	global _others_waiting
+	_others_waiting = others_waiting
+
+
+def others_waiting() -> bool:
+	"""Whether jobs of other sites wait for the worker running this job (False outside a jsonworker)."""
+	try:
+		return bool(_others_waiting and _others_waiting())
+	except Exception:
+		return False  # Redis away: the pass goes on as if alone
 
 
 def keep_site_between_jobs() -> None:

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from spine.kafka.doorbell import Waiter
 from spine.kafka.stored import TP, StoredOffsets
 
 log = logging.getLogger(__name__)
@@ -41,6 +42,10 @@ FETCH_GRACE_SECONDS = 0.1
 # a trickle the partitions are paused instead of fetched in a loop (a broker that answers empty
 # fetches at once would otherwise keep librdkafka and itself busy the whole time)
 IDLE_POLL_SECONDS = 0.01
+# A resting dispatcher looks for news every idle_pause at first, twice as long after each look
+# that finds nothing, at most this long (a ring of the doorbell, or news, starts it over): an idle
+# site costs a few looks a second, not a hundred, while a site that was just busy looks at once
+IDLE_PAUSE_MAX_SECONDS = 2.0
 
 Record = dict[str, Any]
 
@@ -133,6 +138,7 @@ class Dispatcher:
 		hold_seconds: float = HOLD_SECONDS,
 		report_lag: Callable[[dict[TP, int]], None] | None = None,
 		should_stop: Callable[[], bool] | None = None,
+		doorbell: Waiter | None = None,
 	):
 		self.conf = dict(consumer_conf)
 		self.topics = topics
@@ -149,6 +155,8 @@ class Dispatcher:
 		self.report_lag = report_lag
 		self._next_lag_report = 0.0
 		self.should_stop = should_stop
+		self.doorbell = doorbell
+		self._idle_interval = idle_pause
 		self._stop_requested = False
 		self.subscribed: list[str] = []
 		self.handed_over = 0
@@ -205,6 +213,7 @@ class Dispatcher:
 				good = [m for m in msgs if not self._is_error(m)]
 				if good and not self._held:
 					self._held_since = time.monotonic()
+					self._idle_interval = self.idle_pause  # traffic: look often again when it stops
 				self._held.extend(good)
 				if self._held and self._release():
 					self._hand_over(consumer, self._held)
@@ -273,10 +282,12 @@ class Dispatcher:
 		self._held = [m for m in self._held if (m.topic(), m.partition()) not in tps]
 
 	def _rest(self, consumer: Consumer) -> bool:
-		"""Stop fetching until a partition has something new (checked every ``idle_pause`` seconds with
-		one ListOffsets request), or ``refresh_seconds`` passed. For brokers that answer an empty fetch
-		at once, which would keep librdkafka fetching in a loop at half a core. Hand-overs are still
-		followed meanwhile. Returns whether it ended because something new is there."""
+		"""Stop fetching until a partition has something new (looked for with one ListOffsets request
+		every ``idle_pause`` seconds, doubling while nothing comes up to ``IDLE_PAUSE_MAX_SECONDS``, and
+		at once when the doorbell rings for a followed topic), or ``refresh_seconds`` passed. For
+		brokers that answer an empty fetch at once, which would keep librdkafka fetching in a loop at
+		half a core. Hand-overs are still followed meanwhile. Returns whether it ended because
+		something new is there."""
 		assignment = consumer.assignment()
 		if not assignment:
 			return False
@@ -285,13 +296,18 @@ class Dispatcher:
 		try:
 			until = time.monotonic() + self.refresh_seconds
 			while not self.stopping and time.monotonic() < until:
-				time.sleep(self.idle_pause)
+				rung = self.doorbell.wait(self._idle_interval) if self.doorbell else False
+				if not self.doorbell:
+					time.sleep(self._idle_interval)
 				if time.monotonic() >= self._next_audit and self._audit(consumer):
 					news = True  # a partition is read again
 					break
 				if self._has_news(consumer, assignment):
 					news = True
 					break
+				self._idle_interval = (
+					self.idle_pause if rung else min(self._idle_interval * 2, IDLE_PAUSE_MAX_SECONDS)
+				)
 		finally:
 			try:
 				consumer.resume(assignment)
@@ -488,6 +504,8 @@ class Dispatcher:
 			consumer.unsubscribe()
 			log.warning("%s: no topics configured in Spine Consumer Config; waiting for some", self.name)
 		self.subscribed = wanted
+		if self.doorbell:
+			self.doorbell.topics = frozenset(wanted)
 
 	def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
 		"""Each partition starts where the durable copy ends. A stored position counts only where the

@@ -42,7 +42,7 @@ DELIVERY_RETRY = RetryPolicy(max_attempts=2**31 - 1, base_seconds=5, max_seconds
 # Stop draining after this long and hand over to a fresh job (RQ's short-queue timeout is 300 s).
 MAX_DRAIN_SECONDS = 200
 # The relay process: how long it sleeps without a kick, and how often it looks for due retries.
-IDLE_WAIT_SECONDS = 1
+IDLE_WAIT_SECONDS = 2
 RETRY_SCAN_SECONDS = 5.0
 ALIVE_SECONDS = 5
 REPORT_SECONDS = 5.0  # how often the backlog gauges are read (metrics on only)
@@ -251,8 +251,11 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 				spans.record(
 					"spine publish", row.trace_parent, started, topic=row.topic, message_id=row.message_id
 				)
-		published += record_deliveries(rows, deliveries)
+		done = record_deliveries(rows, deliveries)
+		published += done
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - each batch's outcome must be durable
+		if done:
+			broker.doorbell().ring(r.topic for r in rows)  # resting dispatchers of the bench look now
 		if metrics.enabled():
 			_count(rows, deliveries)
 	return published

@@ -95,3 +95,13 @@ def serve_metrics(port: int | None, process: str) -> int | None:
 		metrics.serve(port)
 		log.info("%s@%s: Prometheus metrics on port %s (/metrics)", process, frappe.local.site, port)
 	return port
+
+
+def doorbell():
+	"""The bench's doorbell (``spine.kafka.doorbell``) on the queue Redis, shared by every site of
+	the bench: the relay rings it, resting dispatchers wait on it."""
+	from frappe.utils.background_jobs import generate_qname, get_redis_conn
+
+	from spine.kafka.doorbell import doorbell as bench_doorbell
+
+	return bench_doorbell(get_redis_conn(), generate_qname("spine:news"))

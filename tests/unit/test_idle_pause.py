@@ -153,3 +153,46 @@ def test_an_idle_partition_with_nothing_new_is_paused(monkeypatch):
 	d.stopping = True
 	runner.join(5)
 	assert d.handed_over == 1 and d._consumer.pauses >= 3
+
+
+class CountingConsumer(SlowStartConsumer):
+	"""Caught up from the start; counts the looks for news (one ListOffsets request each)."""
+
+	def __init__(self, conf):
+		super().__init__(conf)
+		self.delivered = True
+		self.looks: list[float] = []
+
+	def offsets_for_times(self, partitions, timeout):
+		self.looks.append(time.monotonic())
+		return super().offsets_for_times(partitions, timeout)
+
+
+def test_an_idle_dispatcher_looks_less_and_less_often_and_at_once_when_the_doorbell_rings(monkeypatch):
+	"""Idle, the looks for news thin out (10 ms, 20 ms, ... up to IDLE_PAUSE_MAX_SECONDS) instead of a
+	hundred a second; a ring of the doorbell for a followed topic makes it look at once."""
+	from spine.kafka.doorbell import Waiter
+
+	monkeypatch.setattr(poll_loop, "Consumer", CountingConsumer)
+	done = StoredAtOnce()
+	bell = Waiter()
+	d = poll_loop.Dispatcher(
+		{}, lambda: ["t"], done, done, idle_pause=0.01, refresh_seconds=60, doorbell=bell
+	)
+	runner = threading.Thread(target=d.run, daemon=True)
+	runner.start()
+	try:
+		time.sleep(3.0)
+		looks = d._consumer.looks
+		assert 0 < len(looks) < 20, f"{len(looks)} looks in 3 s of idleness"
+		assert bell.topics == frozenset({"t"}), "the waiter follows the subscribed topics"
+		before = len(looks)
+		rung_at = time.monotonic()
+		bell.ring()
+		deadline = time.monotonic() + 1
+		while len(looks) == before and time.monotonic() < deadline:
+			time.sleep(0.002)
+		assert len(looks) > before and looks[before] - rung_at < 0.1, "a ring is answered with a look at once"
+	finally:
+		d.stopping = True
+		runner.join(5)
