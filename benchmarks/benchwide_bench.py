@@ -26,6 +26,7 @@ from pathlib import Path
 from common import (
 	connect_site,
 	local_broker,
+	save_to_handler_ms,
 	start_process,
 	stop_process,
 	summary,
@@ -230,7 +231,7 @@ def measure(frappe, mode: str, served: list[str], site_a: str, topic_a: str, arg
 		cpu0 = sum(tree_cpu_seconds(p.pid) for p in procs)
 		time.sleep(args.idle_seconds)
 		idle_cpu = (sum(tree_cpu_seconds(p.pid) for p in procs) - cpu0) / args.idle_seconds
-		latency = latencies(frappe, topic_a, args.samples)
+		latency = save_to_handler_ms(frappe, topic_a, args.samples)
 		return {
 			"sites": len(served),
 			"ready_seconds": round(ready, 1),
@@ -243,40 +244,6 @@ def measure(frappe, mode: str, served: list[str], site_a: str, topic_a: str, arg
 	finally:
 		for p in procs:
 			stop_process(p)
-
-
-def latencies(frappe, topic: str, samples: int, pause: float = 0.2) -> list[float]:
-	"""Save → handler milliseconds of ``samples`` ToDos saved on the current site one at a time."""
-	from spine import compat
-	from spine.demo import CALLS_KEY
-
-	cache = compat.cache()
-
-	def handled_at(message_id: str) -> float | None:
-		for entry in cache.lrange(CALLS_KEY, 0, -1):
-			mid, when = entry.decode().split()
-			if mid == message_id:
-				return float(when)
-		return None
-
-	def outbound(name: str):
-		frappe.db.rollback()
-		return frappe.db.get_value(
-			"Message Log", {"direction": "Outbound", "document_name": name, "topic": topic}, "message_id"
-		)
-
-	found = []
-	cache.delete_value(CALLS_KEY)
-	for i in range(samples + 3):
-		todo = frappe.get_doc({"doctype": "ToDo", "description": f"bwb {i}"}).insert()
-		frappe.db.commit()
-		committed = time.time()
-		message_id = wait_until(lambda: outbound(todo.name), 10, "the outbox row")
-		when = wait_until(lambda: handled_at(message_id), 60, f"the handler call for {todo.name}", 0.002)
-		if i >= 3:  # the first ones warm up connections and metadata
-			found.append((when - committed) * 1000)
-		time.sleep(pause)
-	return found
 
 
 def fairness(frappe, site_a: str, busy: str, topics: dict, bootstrap: str, args) -> dict:
@@ -298,7 +265,7 @@ def fairness(frappe, site_a: str, busy: str, topics: dict, bootstrap: str, args)
 			"both sites assigned",
 		)
 		time.sleep(5)
-		idle = latencies(frappe, topics[site_a], args.samples)
+		idle = save_to_handler_ms(frappe, topics[site_a], args.samples)
 
 		def busy_rows() -> int:
 			with on_site(busy):
@@ -317,7 +284,7 @@ def fairness(frappe, site_a: str, busy: str, topics: dict, bootstrap: str, args)
 		producer.flush(120)
 		wait_until(lambda: busy_rows() > 1000, 120, "the busy site storing its backlog")
 		started_rows = busy_rows()
-		during = latencies(frappe, topics[site_a], args.samples)
+		during = save_to_handler_ms(frappe, topics[site_a], args.samples)
 		ended_rows = busy_rows()
 		if ended_rows >= args.backlog:
 			print("warning: the backlog was done before the samples were; raise --backlog")

@@ -276,3 +276,38 @@ def count_log(frappe, after: int, **filters) -> int:
 		f"SELECT COUNT(*) FROM `tabMessage Log` WHERE name > %(after)s{' AND ' + where if where else ''}",
 		{"after": after, **filters},
 	)[0][0]
+
+
+def save_to_handler_ms(frappe, topic: str, samples: int, pause: float = 0.2) -> list[float]:
+	"""Save → handler milliseconds of ``samples`` ToDos saved on the current site one at a time (a
+	Consumer Config row handling ``topic`` with ``spine.demo.record_call``; three more saves warm up first)."""
+	from spine import compat
+	from spine.demo import CALLS_KEY
+
+	cache = compat.cache()
+
+	def handled_at(message_id: str) -> float | None:
+		for entry in cache.lrange(CALLS_KEY, 0, -1):
+			mid, when = entry.decode().split()
+			if mid == message_id:
+				return float(when)
+		return None
+
+	def outbound(name: str):
+		frappe.db.rollback()
+		return frappe.db.get_value(
+			"Message Log", {"direction": "Outbound", "document_name": name, "topic": topic}, "message_id"
+		)
+
+	found = []
+	cache.delete_value(CALLS_KEY)
+	for i in range(samples + 3):
+		todo = frappe.get_doc({"doctype": "ToDo", "description": f"bwb {i}"}).insert()
+		frappe.db.commit()
+		committed = time.time()
+		message_id = wait_until(lambda: outbound(todo.name), 10, "the outbox row")
+		when = wait_until(lambda: handled_at(message_id), 60, f"the handler call for {todo.name}", 0.002)
+		if i >= 3:  # the first ones warm up connections and metadata
+			found.append((when - committed) * 1000)
+		time.sleep(pause)
+	return found

@@ -363,6 +363,23 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 		raise SystemExit(1)
 
 
+@click.command("spine-rotate-key")
+@pass_context
+@_friendly_errors
+def spine_rotate_key(context) -> None:
+	"""Replace the site's signing key with a new one, endorsed by the old one, and publish it on spine.keys."""
+	from spine.producer import signing_key
+
+	with _on_site(context):
+		key_id = signing_key.rotate()
+		import frappe
+
+		frappe.db.commit()
+	click.echo(
+		f"new signing key {key_id}; sites that trust the old one trust it when it arrives on spine.keys"
+	)
+
+
 commands = [
 	spine_backfill,
 	spine_schema,
@@ -373,4 +390,5 @@ commands = [
 	spine_broker,
 	spine_processes,
 	spine_status,
+	spine_rotate_key,
 ]

@@ -1,8 +1,10 @@
 """Install, migrate and uninstall steps that Frappe's own app lifecycle does not do for Spine."""
 
 import frappe
+from frappe.utils.password import delete_all_passwords_for
 
 from spine import logs
+from spine.producer import signing_key
 from spine.settings import config_cache
 
 SINGLE_DOCTYPES = ("Spine Producer Config", "Spine Consumer Config", "Spine Settings")
@@ -12,8 +14,10 @@ log = logs.logger(__name__)
 
 
 def after_install() -> None:
-	"""Desk settings that suit a log: no comment counts in the Message Log list."""
+	"""Desk settings that suit a log (no comment counts in the Message Log list), and the site's
+	signing key (published on spine.keys; signing on)."""
 	_quiet_message_log_list()
+	signing_key.ensure_key()
 
 
 def _quiet_message_log_list() -> None:
@@ -34,6 +38,7 @@ def after_migrate() -> None:
 			log.warning("Spine: table of %s is missing on %s; creating it again", name, frappe.local.site)
 			frappe.reload_doc(frappe.scrub(MODULE), "doctype", frappe.scrub(name), force=True)
 	_quiet_message_log_list()
+	signing_key.ensure_key()  # a site upgraded from a release without signing gets its key now
 	config_cache.forget()
 
 
@@ -45,5 +50,7 @@ def before_uninstall() -> None:
 	``before_uninstall`` hooks.)
 	"""
 	frappe.db.delete("Singles", {"doctype": ("in", SINGLE_DOCTYPES)})
+	for single in SINGLE_DOCTYPES:  # the signing key, kept in Frappe's encrypted store
+		delete_all_passwords_for(single, single)
 	frappe.db.delete("List View Settings", {"name": "Message Log"})
 	config_cache.forget()

@@ -7,6 +7,8 @@ import re
 _LEGAL = re.compile(r"^[A-Za-z0-9._-]+$")
 MAX_TOPIC_LENGTH = 249
 INITIAL_SYNC_TOPIC = "spine.sync.initial"  # sites that publish documents read requests to backfill them
+KEYS_TOPIC = "spine.keys"  # compacted: each site's signing keys (public), read by every consuming site
+KEY_DOCTYPE = "Spine Key"  # Header.DocType of the messages on spine.keys
 
 
 def topic_name_problem(name: str | None) -> str | None:

@@ -33,15 +33,15 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import compat, db_connection, logs, metrics, spans, trace
-from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
+from spine.config.topics import INITIAL_SYNC_TOPIC, KEY_DOCTYPE, KEYS_TOPIC, reply_topic
 from spine.consumer import payload_schema
 from spine.consumer.queue import json_queue
-from spine.errors import HandlerConfigError, PermanentHandlerError, SkipMessage
+from spine.errors import HandlerConfigError, PermanentHandlerError, SkipMessage, SpineError
 from spine.handlers import resolve
 from spine.retry import RetryPolicy
 from spine.rpc import REPLY_DOCTYPE, replies, responder
 from spine.schema import SCHEMA_DOCTYPE, SCHEMA_TOPIC
-from spine.settings import config_cache
+from spine.settings import config_cache, trusted_keys
 from spine.sync import apply as sync_apply
 from spine.sync import initial as initial_sync
 from spine.sync import rules as sync_rules
@@ -86,6 +86,7 @@ _CANDIDATES_SQL = f"""
 	WHERE m.direction = 'Inbound' AND m.status IN ('Error', 'Waiting') AND m.next_attempt_at <= %(now)s {_NOT_HELD_BACK}
 	ORDER BY m.name LIMIT %(limit)s)
 """
+_KEYS_ROUTE = ["spine.settings.trusted_keys.receive"]
 _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
 		origin_site, attempts, message, creation, trace_parent
@@ -323,6 +324,7 @@ class Batch:
 	_woken: set[str] = field(default_factory=set)  # documents synced in this batch: their waiters are due
 	_rows: dict[int, Any] = field(default_factory=dict)  # locked rows by name (topic, creation for metrics)
 	_measured: list[tuple[Callable, str, float, dict]] = field(default_factory=list)  # recorded after commit
+	_keyring: trusted_keys.KeyRing | None = None  # other sites' keys, read once per batch when needed
 
 	def run(self, names: list[int], limit: int) -> int:
 		rows = frappe.db.sql(
@@ -344,7 +346,8 @@ class Batch:
 		return self._run_locked(rows)
 
 	def _run_locked(self, rows: list) -> int:
-		rows = self._in_document_order(rows)
+		# keys first: a message signed by a key that arrived in the same batch is checked against it
+		rows = sorted(self._in_document_order(rows), key=lambda r: r.topic != KEYS_TOPIC)
 		self._rows = {r.name: r for r in rows}
 		compat.after_commit(self.ended.on_commit)
 		compat.after_rollback(self.ended.on_rollback)
@@ -358,6 +361,12 @@ class Batch:
 			skip_reason, route = self._route(row)
 			if skip_reason:
 				self._marked.setdefault(("Skipped", skip_reason), []).append(row.name)
+				continue
+			if refused := self._trust_gate(row, route):
+				if refused[0] == trusted_keys.RETRY:
+					self._record_failure(row, SpineError(refused[1]), refused[1])
+				else:
+					self._marked.setdefault(refused, []).append(row.name)
 				continue
 			if route.config and (
 				route.config.get("accepted_schemas") or route.config.get("validate_payload")
@@ -378,6 +387,8 @@ class Batch:
 				continue
 			with spans.span("spine handle", row.trace_parent, topic=row.topic, message=row.name) as own:
 				failure = self._run_one(row, route, own)
+			if route.paths == _KEYS_ROUTE:
+				self._keyring = None  # a key just received counts for the next message of this batch
 			if self.ended.ended:
 				return self._settle_ended([row], route, failure)
 		for members in groups.values():
@@ -387,6 +398,32 @@ class Batch:
 				return self._settle_ended(rows_of_route, route, failure)
 		self._commit()
 		return self.finished
+
+	def _trust_gate(self, row, route: _Route) -> tuple[str, str] | None:
+		"""``(status, reason)`` when the message's signature, or its lack, keeps ``route`` from handling
+		it: the route's *Require signature* and *Accept from*; a signature that does not verify, or
+		a revoked or another site's key, everywhere."""
+		rules = []
+		if route.config:
+			rules.append(
+				(route.config, f"the Spine Consumer Config row for {row.topic} / {row.document_type}")
+			)
+		if route.sync_rule:
+			rules.append((route.sync_rule, f"Spine Sync Rule {route.sync_rule.get('name')}"))
+		if route.paths == ["spine.rpc.replies.handle"] and frappe.get_cached_doc("Spine Settings").get(
+			"require_signed_replies"
+		):
+			rules.append(({"require_signature": True}, "this site (Spine Settings: replies must be signed)"))
+		required = [(bool(r.get("require_signature")), r.get("accept_from") or [], what) for r, what in rules]
+		if not any(need or accept for need, accept, _ in required) and '"Signature"' not in row.message:
+			return None  # unsigned, and nothing asks for a signature: as before signing existed
+		if self._keyring is None:
+			self._keyring = trusted_keys.KeyRing()
+		verdict = self._keyring.judge(json.loads(row.message))
+		for need, accept, what in required or [(False, [], "this site")]:
+			if refused := trusted_keys.admit(verdict, need, accept, what):
+				return refused
+		return None
 
 	def _in_document_order(self, rows: list) -> list:
 		"""Drop rows behind an unfinished earlier row of their document that this batch does not hold."""
@@ -423,6 +460,8 @@ class Batch:
 			)
 		if row.topic == INITIAL_SYNC_TOPIC and row.document_type == INITIAL_SYNC_DOCTYPE:
 			return None, _Route(["spine.sync.initial.answer"], [initial_sync.answer])
+		if row.topic == KEYS_TOPIC and row.document_type == KEY_DOCTYPE:
+			return None, _Route(_KEYS_ROUTE, [trusted_keys.receive])
 		config = self.settings["routes"].get(row.topic, {}).get(row.document_type)
 		rule = sync_rules.for_message(self.settings, row.topic, row.document_type)
 		if not config and rule:

@@ -103,8 +103,10 @@ def capture_raw(
 	payload: dict[str, Any],
 	payload_schema: str | None = None,
 	extra_header: dict[str, Any] | None = None,
+	signer: Any = None,
 ) -> str:
-	"""Write one Outbound row with ``payload`` as it is, in the current transaction; returns its message id."""
+	"""Write one Outbound row with ``payload`` as it is, in the current transaction; returns its message
+	id. Signed with this site's key (or ``signer``'s) when signing is on."""
 	parent = current_traceparent()
 	with spans.span(
 		"spine capture", parent, topic=topic, doctype=doctype, docname=docname, event=event
@@ -122,7 +124,7 @@ def capture_raw(
 			extra_header={**(extra_header or {}), "TraceParent": own or trace.child(parent)},
 		)
 		try:
-			frappe.db.sql(INSERT_SQL, row_values(env))
+			frappe.db.sql(INSERT_SQL, row_values(env, signer))
 		except Exception as e:
 			if frappe.db.is_table_missing(e):
 				frappe.throw(
@@ -136,8 +138,15 @@ def capture_raw(
 	return env.message_id
 
 
-def row_values(env: envelope.Envelope) -> dict[str, Any]:
-	"""The parameters of ``INSERT_SQL`` for ``env``, sent from this site by the current user."""
+def row_values(env: envelope.Envelope, signer: Any = None) -> dict[str, Any]:
+	"""The parameters of ``INSERT_SQL`` for ``env``, sent from this site by the current user, signed
+	with ``signer`` or this site's key (if signing is on)."""
+	from spine.producer import signing_key
+
+	if signer is not None:
+		signer.sign_body(env.body)
+	else:
+		signing_key.sign_body(env.body)
 	return {
 		"now": now_datetime(),
 		"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",

@@ -28,6 +28,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import compat, db_connection, envelope, logs, metrics, spans
+from spine.config.topics import KEYS_TOPIC
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.producer import shape
@@ -241,8 +242,8 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 		rows = due_rows(BATCH_SIZE)
 		if not rows:
 			break
-		if any(r.topic == shape.SCHEMA_TOPIC for r in rows):
-			broker.ensure_topic(shape.SCHEMA_TOPIC, "spine.schemas is published as a plain topic, not compacted",
+		for compacted in {shape.SCHEMA_TOPIC, KEYS_TOPIC} & {r.topic for r in rows}:
+			broker.ensure_topic(compacted, f"{compacted} is published as a plain topic, not compacted",
 				config={"cleanup.policy": "compact"})  # fmt: skip
 		started = time.time_ns()
 		deliveries = publisher.publish([_record(r) for r in rows])

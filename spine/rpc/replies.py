@@ -20,6 +20,7 @@ import frappe
 from spine import compat, logs, metrics
 from spine.errors import SkipMessage
 from spine.rpc.client import REPLY_KEY
+from spine.settings import trusted_keys
 
 log = logs.logger(__name__)
 REPLY_TTL_SECONDS = 600
@@ -33,6 +34,7 @@ def deliver(records: Sequence[dict[str, Any]], reply_topic: str) -> int:
 	try:
 		cache = compat.cache()
 		pipe = cache.pipeline()
+		keyring, required = None, None
 		for rec in records:
 			if rec.get("topic") != reply_topic or rec.get("value_b64") or not rec.get("value"):
 				continue
@@ -41,8 +43,17 @@ def deliver(records: Sequence[dict[str, Any]], reply_topic: str) -> int:
 				correlation = body["Header"]["CorrelationId"]
 			except (ValueError, KeyError, TypeError):
 				continue  # not a reply: the processor stores it as Invalid with the reason
+			if required is None:
+				required = bool(frappe.get_cached_doc("Spine Settings").get("require_signed_replies"))
+			proven = None
+			if required or '"Signature"' in rec["value"]:
+				keyring = keyring or trusted_keys.KeyRing()
+				verdict = keyring.judge(body)
+				if trusted_keys.admit(verdict, required, [], "this site"):
+					continue  # not for the caller: the processor stores it as Invalid or Skipped, saying why
+				proven = verdict.site
 			key = cache.make_key(REPLY_KEY.format(correlation))
-			pipe.rpush(key, json.dumps(_for_caller(body)))
+			pipe.rpush(key, json.dumps(_for_caller(body, proven)))
 			pipe.expire(key, REPLY_TTL_SECONDS)
 			pushed += 1
 			asked = _moment(body["Header"].get("RequestTimestamp"))
@@ -56,9 +67,9 @@ def deliver(records: Sequence[dict[str, Any]], reply_topic: str) -> int:
 	return pushed
 
 
-def _for_caller(body: dict[str, Any]) -> dict[str, Any]:
+def _for_caller(body: dict[str, Any], proven_site: str | None = None) -> dict[str, Any]:
 	header, payload = body.get("Header") or {}, body.get("Payload") or {}
-	answer: dict[str, Any] = {"site": header.get("OriginSite") or header.get("Origin")}
+	answer: dict[str, Any] = {"site": proven_site or header.get("OriginSite") or header.get("Origin")}
 	if "error" in payload:
 		answer["error"] = payload["error"]
 	else:

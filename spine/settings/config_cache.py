@@ -13,9 +13,10 @@ from typing import Any
 import frappe
 
 from spine import compat
-from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
+from spine.config.topics import INITIAL_SYNC_TOPIC, KEYS_TOPIC, reply_topic
 from spine.handlers import split_paths
 from spine.schema import SCHEMA_TOPIC, parse_field_spec
+from spine.settings import trusted_keys
 
 PRODUCER_ROUTES_KEY = "spine:producer_routes"
 _LOCAL_PRODUCER_ROUTES = "spine_producer_routes"  # this request's or job's copy
@@ -136,6 +137,8 @@ def _sync_rules() -> dict[str, dict[str, dict[str, Any]]]:
 			"name", "topic", "source_doctype", "local_doctype", "find_by", "match_fields", "create_missing",
 			"follow_submit", "on_delete", "skip_older", "mapping", "ignore_links", "clear_links",
 		)}  # fmt: skip
+		row["require_signature"] = bool(rule.get("require_signature"))
+		row["accept_from"] = trusted_keys.accept_list(rule.get("accept_from"))
 		row["local_doctype"] = row["local_doctype"] or row["source_doctype"]
 		row["field_map"] = [dict(f) for f in fields if f.parent == rule.name]
 		by_topic.setdefault(rule.topic.strip(), {}).setdefault(rule.source_doctype.strip(), row)
@@ -154,12 +157,16 @@ def _build_consumer_settings() -> dict[str, Any]:
 			"accepted_schemas": [v.strip() for v in (row.get("accepted_schemas") or "").replace("\n", ",").split(",")
 				if v.strip()],
 			"validate_payload": bool(row.get("validate_payload")),
+			"require_signature": bool(row.get("require_signature")),
+			"accept_from": trusted_keys.accept_list(row.get("accept_from")),
 		}  # fmt: skip
 	sync_rules = _sync_rules()
 	# the master switch stops reading; a reading site always reads the replies to its own requests
 	topics = {*_topics(routes), *sync_rules, reply_topic(frappe.local.site)} if config.enabled else set()
 	if producer_routes():  # a publishing site answers other sites' requests for an initial sync
 		topics.update((INITIAL_SYNC_TOPIC, reply_topic(frappe.local.site)))
+	if topics:  # other sites' signing keys, to check what they send
+		topics.add(KEYS_TOPIC)
 	return {
 		"routes": routes,
 		"sync_rules": sync_rules,

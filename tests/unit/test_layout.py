@@ -24,6 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
 		"spine.schema",
 		"spine.trace",
 		"spine.spans",
+		"spine.signing",
 		"spine.config",
 		"spine.kafka",
 	),

@@ -10,9 +10,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 # The versions each supported Frappe release pins (its pyproject.toml), lowest and highest allowed.
 FRAPPE_PINS = {
-	"v14 (14.81.x)": {"redis": ["3.5.3"], "rq": ["1.14.1", "1.14.9"], "click": ["7.1.2"]},
-	"v15 (15.44.x)": {"redis": ["4.5.5", "4.5.9"], "rq": ["1.15.1", "1.15.9"], "click": ["8.1.7", "8.1.8"]},
-	"develop (16.0.0-dev)": {"redis": ["5.0.1", "5.0.8"], "rq": ["1.16.2"], "click": ["8.1.7", "8.1.8"]},
+	"v14 (14.81.x)": {
+		"redis": ["3.5.3"],
+		"rq": ["1.14.1", "1.14.9"],
+		"click": ["7.1.2"],
+		"cryptography": ["43.0.1", "43.0.3"],
+	},
+	"v15 (15.44.x)": {
+		"redis": ["4.5.5", "4.5.9"],
+		"rq": ["1.15.1", "1.15.9"],
+		"click": ["8.1.7", "8.1.8"],
+		"cryptography": ["43.0.1", "43.0.3"],
+	},
+	"develop (16.0.0-dev)": {
+		"redis": ["5.0.1", "5.0.8"],
+		"rq": ["1.16.2"],
+		"click": ["8.1.7", "8.1.8"],
+		"cryptography": ["43.0.1", "43.0.3"],
+	},
 }
 
 
