@@ -55,7 +55,7 @@ def main() -> None:
 
 	frappe = connect_site()
 	site_a = frappe.local.site
-	extra = [f"spine-bwb-{i:02d}.test" for i in range(1, max(counts))]
+	extra = [f"spine-bwb-{i:02d}.test" for i in range(1, max(*counts, 2))]  # one more for the fairness run
 	created = make_sites(extra)
 	run = uuid.uuid4().hex[:6]
 	topics = {site: f"bwb-{run}-{i}" for i, site in enumerate([site_a, *extra])}

@@ -31,7 +31,7 @@ from spine import compat, db_connection, envelope, logs, metrics, spans
 from spine.config.topics import KEYS_TOPIC
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
-from spine.producer import shape
+from spine.producer import shape, signing_key
 from spine.retry import RetryPolicy
 from spine.settings import broker, installed
 
@@ -134,6 +134,12 @@ def publish_until(publisher: Publisher, stopped: Callable[[], bool]) -> None:
 	cache = compat.cache()
 	wake, alive = cache.make_key(_WAKE_KEY), cache.make_key(_ALIVE_KEY)
 	log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
+	try:
+		if signing_key.announce():  # a key made before the site had a broker
+			frappe.db.commit()  # nosemgrep: frappe-manual-commit - the key's outbox row, published next
+	except Exception as e:
+		frappe.db.rollback()
+		log.warning("spine-relay@%s: the signing key could not be announced on spine.keys: %s", site, e)
 	last_scan = next_report = 0.0
 	outage = db_connection.Outage(f"spine-relay@{site}")
 	metrics.set_gauge("spine_process_up", 1, site=site, process="spine-relay")

@@ -75,7 +75,26 @@ def publish_key() -> None:
 		frappe.throw(
 			f"{frappe.local.site} has no signing key yet: run bench --site {frappe.local.site} migrate"
 		)
-	_publish(signer, settings.previous_key_id or None, None)
+	endorsement = None
+	if settings.previous_key_id:  # the endorsement is not kept: sites that missed the rotation trust by hand
+		log.info(
+			"Spine on %s: key %s published again without its endorsement", frappe.local.site, signer.key_id
+		)
+	_publish(signer, settings.previous_key_id or None, endorsement)
+
+
+def announce() -> bool:
+	"""Publish the current public key if it was never written for publishing (a key made while the
+	site had no kafka block); the relay calls this when it starts serving the site. Returns whether
+	it wrote one."""
+	settings = frappe.get_single(SETTINGS)
+	if not settings.signing_key_id or frappe.db.exists(
+		"Message Log",
+		{"direction": "Outbound", "topic": KEYS_TOPIC, "document_name": settings.signing_key_id},
+	):
+		return False
+	publish_key()
+	return True
 
 
 def _new_key(settings, previous: signing.Signer | None) -> str:
@@ -92,7 +111,8 @@ def _new_key(settings, previous: signing.Signer | None) -> str:
 	settings.save()
 	frappe.clear_document_cache(SETTINGS, SETTINGS)
 	endorsement = previous.endorse(frappe.local.site, signer.public_key) if previous else None
-	_publish(signer, previous.key_id if previous else None, endorsement)
+	if frappe.conf.get("kafka"):  # else the relay announces it once the site has a broker
+		_publish(signer, previous.key_id if previous else None, endorsement)
 	log.info("Spine on %s: signing key %s made%s", frappe.local.site, signer.key_id,
 		f" (endorsed by {previous.key_id})" if previous else "")  # fmt: skip
 	return signer.key_id
