@@ -192,7 +192,7 @@ def spine_relay(context, metrics_port: int | None) -> None:
 	sites = _named_sites(context)
 	if len(sites) == 1:
 		from spine import logs
-		from spine.producer.relay import serve
+		from spine.producer.relay_process import serve
 
 		logs.to_terminal()
 		serve(sites[0], metrics_port)

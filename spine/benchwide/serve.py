@@ -24,12 +24,13 @@ STATES_TTL_SECONDS = 30  # a process that died stops being reported this long af
 def relay(only: Collection[str] = (), metrics_port: int | None = None) -> None:
 	"""``bench spine-relay``: publish every served site's events as they are committed, until signalled."""
 	from spine.producer import relay as site_relay
+	from spine.producer import relay_process
 
 	logs.to_terminal()
 	if metrics_port:
 		metrics.serve(metrics_port)
 	supervisor = Supervisor(
-		"spine-relay", site_relay.serve_site, only=only, on_states=StatePublisher("spine-relay")
+		"spine-relay", relay_process.serve_site, only=only, on_states=StatePublisher("spine-relay")
 	)
 	supervisor.run_until_signalled(on_stop=site_relay.stop_draining)
 

@@ -10,7 +10,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import compat, envelope
-from spine.producer import capture, signing_key
+from spine.producer import capture, own_key
 
 # action -> (direction, statuses it applies to)
 ACTIONS = {
@@ -60,7 +60,7 @@ def _republish_copy(row, note: str) -> None:
 	body = frappe.parse_json(row.message)
 	new_id = envelope.new_message_id()
 	body["Header"]["MessageId"] = new_id
-	signing_key.sign_body(body)  # a copy with a new id needs a new signature (with today's key)
+	own_key.sign_body(body)  # a copy with a new id needs a new signature (with today's key)
 	frappe.db.sql(
 		capture.INSERT_SQL,
 		{

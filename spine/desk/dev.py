@@ -30,7 +30,7 @@ def run(
 	"""Run the pipeline of ``site`` until Ctrl-C. Raises ``SpineError`` (one line for the user) when it
 	should not run here: not a development site, or a kafka block naming an unreachable remote broker."""
 	from spine.consumer import processes
-	from spine.producer import relay
+	from spine.producer import relay_process
 
 	frappe.init(site=site)
 	frappe.connect()
@@ -53,7 +53,7 @@ def run(
 	try:
 		processes.run_group(
 			[
-				processes.Child("spine-relay", relay.serve, (site,)),
+				processes.Child("spine-relay", relay_process.serve, (site,)),
 				processes.Child("eventdispatcher", processes.dispatcher_main, (0, site, queue)),
 				processes.Child("jsonworker", processes.worker_main, (0, queue, False, lambda: [site])),
 			],

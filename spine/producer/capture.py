@@ -141,12 +141,12 @@ def capture_raw(
 def row_values(env: envelope.Envelope, signer: Any = None) -> dict[str, Any]:
 	"""The parameters of ``INSERT_SQL`` for ``env``, sent from this site by the current user, signed
 	with ``signer`` or this site's key (if signing is on)."""
-	from spine.producer import signing_key
+	from spine.producer import own_key
 
 	if signer is not None:
 		signer.sign_body(env.body)
 	else:
-		signing_key.sign_body(env.body)
+		own_key.sign_body(env.body)
 	return {
 		"now": now_datetime(),
 		"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",

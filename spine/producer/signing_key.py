@@ -1,5 +1,5 @@
-"""This site's signing key: made on install, kept encrypted by Frappe, used for every envelope it
-publishes, published on ``spine.keys`` for other sites to trust, and rotated on request.
+"""This site's signing key: made on install, kept encrypted by Frappe, published on ``spine.keys``
+for other sites to trust, and rotated on request (``own_key`` signs with it).
 
 The private key lives only in Frappe's encrypted password store (``__Auth``, under Spine Settings'
 ``signing_private_key``): never in a field, a form, a log or a message. Spine Settings shows the key
@@ -15,35 +15,9 @@ from frappe.utils.password import get_decrypted_password, set_encrypted_password
 
 from spine import logs, signing
 from spine.config.topics import KEY_DOCTYPE, KEYS_TOPIC
+from spine.producer.own_key import _SECRET_FIELD, SETTINGS
 
 log = logs.logger(__name__)
-SETTINGS = "Spine Settings"
-_SECRET_FIELD = "signing_private_key"
-_signers: dict[tuple[str, str], signing.Signer] = {}  # (site, key id) -> its signer, once per process
-
-
-def sign_body(body: dict[str, Any]) -> None:
-	"""Sign ``body`` (an envelope as a dict) with this site's key, if signing is on and a key exists."""
-	signer = current_signer()
-	if signer is not None:
-		signer.sign_body(body)
-
-
-def current_signer() -> signing.Signer | None:
-	"""This site's signer, or None when signing is off (Spine Settings) or no key was made yet."""
-	settings = frappe.get_cached_doc(SETTINGS)
-	if not settings.get("sign_messages") or not settings.get("signing_key_id"):
-		return None
-	key = (frappe.local.site, settings.signing_key_id)
-	signer = _signers.get(key)
-	if signer is None:
-		secret = get_decrypted_password(SETTINGS, SETTINGS, _SECRET_FIELD, raise_exception=False)
-		if not secret:
-			log.error("Spine on %s: the signing key %s has no private key stored; messages go unsigned. "
-				"Run `bench --site %s spine-rotate-key` to make a new one.", key[0], key[1], key[0])  # fmt: skip
-			return None
-		signer = _signers[key] = signing.Signer(bytes.fromhex(secret))
-	return signer
 
 
 def ensure_key() -> str:

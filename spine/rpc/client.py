@@ -22,7 +22,7 @@ from spine import compat, envelope, logs, trace
 from spine.config.topics import reply_topic
 from spine.errors import RemoteError, RequestTimeout, SpineError
 from spine.kafka.publisher import OutRecord, shared_publisher
-from spine.producer import capture, signing_key
+from spine.producer import capture, own_key
 from spine.rpc import REQUEST_DOCTYPE
 from spine.settings import broker
 
@@ -79,7 +79,7 @@ def _ask(
 		extra_header={"CorrelationId": correlation, "ReplyTo": reply_topic(site), "Deadline": deadline.isoformat(),
 			"RequestMode": mode, "TraceParent": trace.child(capture.current_traceparent())},
 	)  # fmt: skip
-	signing_key.sign_body(env.body)
+	own_key.sign_body(env.body)
 	cache = compat.cache()
 	key = cache.make_key(REPLY_KEY.format(correlation))
 	started = time.monotonic()

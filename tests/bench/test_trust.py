@@ -119,13 +119,13 @@ def replay(name: str) -> None:
 def signed_envelope(topic: str, **header) -> tuple[dict, tuple]:
 	"""An envelope signed with A's key (the current site's), after ``header`` changes were made."""
 	from spine import envelope
-	from spine.producer import signing_key
+	from spine.producer import own_key
 
 	env = envelope.build(doctype="ToDo", docname=unique("T"), event="on_update", topic=topic,
 		payload={"description": "crafted"}, origin="a", origin_site=header.pop("origin_site", None) or _site())  # fmt: skip
 	body = copy.deepcopy(env.body)
 	body["Header"].update(header)
-	signing_key.sign_body(body)
+	own_key.sign_body(body)
 	return body, (env.key, json.dumps(body).encode(), env.headers())
 
 

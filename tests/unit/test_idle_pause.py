@@ -143,16 +143,21 @@ def test_news_is_fetched_even_when_the_start_lookup_outlasts_a_poll(monkeypatch)
 
 
 def test_an_idle_partition_with_nothing_new_is_paused(monkeypatch):
-	"""Caught up (nothing newer than what was read): the dispatcher rests instead of polling."""
+	"""Caught up (nothing newer than what was read): the dispatcher rests instead of polling, and its
+	partitions stay paused between rests."""
 	monkeypatch.setattr(poll_loop, "Consumer", SlowStartConsumer)
 	done = StoredAtOnce()
 	d = poll_loop.Dispatcher({}, lambda: ["t"], done, done, idle_pause=0.01, refresh_seconds=0.2)
 	runner = threading.Thread(target=d.run, daemon=True)
 	runner.start()
 	time.sleep(1.5)
+	paused_now, pauses = d._consumer.unpaused_since is None, d._consumer.pauses
+	time.sleep(0.6)  # three more rests (refresh_seconds 0.2): it stays paused, it is not paused again
+	still_paused, pauses_later = d._consumer.unpaused_since is None, d._consumer.pauses
 	d.stopping = True
 	runner.join(5)
-	assert d.handed_over == 1 and d._consumer.pauses >= 3
+	assert d.handed_over == 1 and paused_now and still_paused
+	assert pauses_later == pauses, "the partition stays paused between rests instead of fetching in between"
 
 
 class CountingConsumer(SlowStartConsumer):
