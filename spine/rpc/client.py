@@ -92,6 +92,7 @@ def _ask(
 	)
 	if not delivery.ok:
 		raise SpineError(f"the request could not be published on {topic}: {delivery.error}")
+	broker.doorbell().ring([topic])  # responders of this bench resting between polls look at once
 	replies: list[dict] = []
 	try:
 		while expect is None or len(replies) < expect:

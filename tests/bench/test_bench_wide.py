@@ -5,8 +5,10 @@ a broken kafka block or is in maintenance mode, and pick up a site added while t
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -112,6 +114,11 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 	set_conf(b, "kafka", good(b))
 	c = None
 	procs: list[BenchProcess] = []
+	# a site whose database cannot be reached (its user and password are wrong): reported, retried alone
+	unreachable = Path(bench_cwd()) / f"spine-bw-{unique('db')[-8:]}.test"
+	(unreachable / "logs").mkdir(parents=True)  # as bench new-site makes it
+	(unreachable / "site_config.json").write_text(json.dumps(
+		{"db_name": "spine_no_such_db", "db_password": "wrong", "db_type": "mariadb", "kafka": good("x")}))  # fmt: skip
 	try:
 		with site_kafka(kafka_bootstrap):
 			procs = [
@@ -123,6 +130,9 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 
 			first = save_todos(20, "first")
 			wait_for(lambda: processed(b, topic) == 20, 90, what=lambda: f"B handles 20\n{logs()}")
+			for proc in procs[:2]:  # relay and dispatcher name the site they cannot reach, and go on
+				wait_for(lambda p=proc: f"serving {unreachable.name} failed (OperationalError" in p.output(), 15,
+					what=logs)  # fmt: skip
 
 			# a site added while the processes run: created, Spine installed, configured with a broken block
 			c = f"spine-bw-{unique('c')[-8:]}.test"
@@ -138,6 +148,7 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 			)
 			code, report = bench_status()
 			assert code == 1, "a site no process can serve makes spine-status fail"
+			assert any("database cannot be read" in p for p in site_row(report, unreachable.name)["problems"])
 			assert any("KafkaConfigError" in p for p in site_row(report, c)["problems"])
 			assert not site_row(report, b)["problems"]
 
@@ -176,6 +187,7 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 		set_conf(b, "kafka", b_before)
 		if c:
 			bench_run("drop-site", c, *DB_ROOT_ARGS, "--no-backup", "--force")
+		shutil.rmtree(unreachable, ignore_errors=True)
 
 	assert len(first) + len(second) + len(third) == 40
 	print(f"\nC served {served_after:.1f}s after its kafka block was fixed")

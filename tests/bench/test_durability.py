@@ -41,14 +41,16 @@ def own_redis(frappe_site):
 		redis.stop()
 
 
-def _handed_over(redis: OwnRedis, group: str) -> int:
-	"""Messages handed over so far, by the dispatcher's own record in Redis (offsets start at 0)."""
+def _handed_over(redis: OwnRedis, group: str, topic: str | None = None) -> int:
+	"""Messages of ``topic`` (of every topic if None) handed over so far, by the dispatcher's own
+	record in Redis (offsets start at 0)."""
 	from spine.kafka.handover import handed_key
 
 	try:
-		return sum(int(v) for v in redis.conn().hvals(handed_key(group)))
+		handed = redis.conn().hgetall(handed_key(group))
 	except Exception:
 		return -1
+	return sum(int(v) for k, v in handed.items() if topic is None or k.decode().rsplit(":", 1)[0] == topic)
 
 
 def _messages(topic: str, n: int, start: int = 0) -> list:
@@ -80,7 +82,7 @@ def test_redis_killed_with_jobs_waiting_loses_nothing(consumer_config, own_redis
 		dispatcher = BenchProcess("eventdispatcher", "--queue", queue)
 		worker = None
 		try:
-			wait_for(lambda: _handed_over(own_redis, group) == len(envs), 120,
+			wait_for(lambda: _handed_over(own_redis, group, topic) == len(envs), 120,
 				what=lambda: f"all handed over\n{dispatcher.output()[-3000:]}")  # fmt: skip
 			time.sleep(2)  # the dispatcher checks its hand-overs meanwhile: they wait, nothing is stored
 			assert statuses(topic) == {}, "no worker runs: nothing can be stored yet"
@@ -126,7 +128,7 @@ def test_redis_flushed_while_the_dispatcher_runs_and_a_second_one_joins(
 	with site_kafka(kafka_bootstrap, **{"group.id": group}):
 		try:
 			procs.append(BenchProcess("eventdispatcher", "--queue", queue))
-			wait_for(lambda: _handed_over(own_redis, group) == len(first), 120,
+			wait_for(lambda: _handed_over(own_redis, group, topic) == len(first), 120,
 				what=lambda: f"all handed over\n{procs[0].output()[-3000:]}")  # fmt: skip
 			own_redis.conn().flushall()
 			procs.append(BenchProcess("eventdispatcher", "--queue", queue))

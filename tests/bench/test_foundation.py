@@ -150,7 +150,7 @@ def test_routes_read_inside_a_rolled_back_config_save_are_not_kept(producer_conf
 def test_saving_consumer_config_clears_the_cache(frappe_site):
 	import frappe
 
-	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
+	from spine.config.topics import INITIAL_SYNC_TOPIC, KEYS_TOPIC, reply_topic
 	from spine.settings import config_cache
 
 	doc = frappe.get_single("Spine Consumer Config")
@@ -175,9 +175,9 @@ def test_saving_consumer_config_clears_the_cache(frappe_site):
 		settings = config_cache.consumer_settings()
 		assert settings["routes"]["items"]["Item"]["handlers"] == ["spine.handlers.split_paths"]
 		assert settings["routes"]["items"]["Item"]["batch"] is False
-		# beside the configured topic: the site's reply topic, sync rules' topics, and on a publishing
-		# site the initial-sync requests
-		expected = {"items", reply_topic(frappe.local.site), *settings["sync_rules"]}
+		# beside the configured topic: the site's reply topic, sync rules' topics, other sites' signing
+		# keys, and on a publishing site the initial-sync requests
+		expected = {"items", reply_topic(frappe.local.site), KEYS_TOPIC, *settings["sync_rules"]}
 		if config_cache.producer_routes():
 			expected.add(INITIAL_SYNC_TOPIC)
 		assert settings["topics"] == sorted(expected)
