@@ -60,7 +60,12 @@ def workers(
 	if metrics_port:
 		metrics.serve(metrics_port)
 	sites = functools.partial(servable_sites, tuple(only))
-	run_group([Child(f"jsonworker-{i}", worker_main, (i, queue, burst, sites)) for i in range(numworkers)])
+	run_group(
+		[
+			Child(f"jsonworker-{i}", worker_main, (i, queue, burst, sites, numworkers))
+			for i in range(numworkers)
+		]
+	)
 
 
 def servable_sites(only: Collection[str] = ()) -> list[str]:

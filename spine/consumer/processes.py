@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 
 log = logs.logger(__name__)
 
+FAIR_SHARE_SECONDS = 1.0  # how soon a worker looks again while a site is left out for its share
+
 
 @dataclass(frozen=True)
 class Child:
@@ -73,7 +75,10 @@ def run_workers(
 		broker.serve_metrics(metrics_port, "jsonworker")
 	only = (site,)
 	run_group(
-		[Child(f"jsonworker-{i}", worker_main, (i, queue, burst, lambda: only)) for i in range(numworkers)]
+		[
+			Child(f"jsonworker-{i}", worker_main, (i, queue, burst, lambda: only, numworkers))
+			for i in range(numworkers)
+		]
 	)
 
 
@@ -278,10 +283,14 @@ class _ProcessingWatch:
 			log.debug("eventdispatcher: processing check failed: %s", e)
 
 
-def worker_main(index: int, queue: str, burst: bool, sites: Callable[[], Sequence[str]]) -> None:
+def worker_main(
+	index: int, queue: str, burst: bool, sites: Callable[[], Sequence[str]], numworkers: int = 1
+) -> None:
 	"""A ``jsonworker`` child: execute the jobs of ``sites()``' queues of ``queue`` (and of the
 	queue all sites shared before), taking the sites in turn; ``sites`` is asked again every few
-	seconds, so a site that comes or goes is followed without a restart."""
+	seconds, so a site that comes or goes is followed without a restart. While several sites are
+	served, one site's jobs run on at most ``numworkers - 1`` of the command's workers at once: a
+	worker stays free for the next message of another site."""
 	import spine.consumer.intake
 	import spine.consumer.processor
 	from spine.consumer.queue import keep_site_between_jobs
@@ -301,7 +310,7 @@ def worker_main(index: int, queue: str, burst: bool, sites: Callable[[], Sequenc
 		# abandoned jobs and starting the scheduler that re-queues retries
 		default_worker_ttl=45,
 	)
-	worker.serve_sites(queue, sites)
+	worker.serve_sites(queue, sites, share=max(1, numworkers - 1))
 	log.info("jsonworker-%s: executing jobs of RQ queues %s", index, ", ".join(worker.queue_names()))
 	try:
 		worker.work(burst=burst, with_scheduler=True, logging_level="WARNING", dequeue_strategy="round_robin")
@@ -317,9 +326,12 @@ class _Worker(SimpleWorker):
 
 	SITES_SECONDS = 5.0
 
-	def serve_sites(self, queue: str, sites: Callable[[], Sequence[str]]) -> None:
-		"""Take the jobs of ``sites()``' queues of ``queue``; asked again every ``SITES_SECONDS``."""
+	def serve_sites(self, queue: str, sites: Callable[[], Sequence[str]], share: int = 1) -> None:
+		"""Take the jobs of ``sites()``' queues of ``queue`` (asked again every ``SITES_SECONDS``), at
+		most ``share`` of one site's jobs running at once on all workers while several sites are served."""
 		self.site_queue = queue
+		self.share = share
+		self._turns: list[Queue] = []  # every served queue, in round-robin order
 		self.sites = sites
 		self.site_contexts = SiteContexts()
 		self.served: tuple[str, ...] | None = None
@@ -345,6 +357,7 @@ class _Worker(SimpleWorker):
 		names = [site_queue_name(self.site_queue, s) for s in served] + [shared_queue_name(self.site_queue)]
 		self.queues = [Queue(n, connection=self.connection, serializer=JSONSerializer) for n in names]
 		self._ordered_queues = self.queues[:]
+		self._turns = self.queues[:]
 		if self.served is not None:
 			log.info("jsonworker: now serving %s", ", ".join(served) or "no site")
 			self._restart_scheduler()
@@ -362,13 +375,37 @@ class _Worker(SimpleWorker):
 		while True:
 			self._follow_sites()
 			if timeout is None:  # burst: one look at every queue
+				self._ordered_queues = self._turns[:]
 				return super().dequeue_job_and_maintain_ttl(None, max_idle_time)
-			# wait at most SITES_SECONDS, so a new site's queue is listened to within seconds
+			self._ordered_queues = self._fair_share()
+			if not self._ordered_queues:
+				time.sleep(FAIR_SHARE_SECONDS)  # every site has its share running: look again soon
+				continue
+			# wait at most SITES_SECONDS (a new site's queue is listened to within seconds), and only a
+			# moment while some site is left out for its share (it may be its turn again soon)
+			wait = FAIR_SHARE_SECONDS if len(self._ordered_queues) < len(self._turns) else self.SITES_SECONDS
 			result = super().dequeue_job_and_maintain_ttl(
-				min(timeout, int(self.SITES_SECONDS)), max_idle_time=int(self.SITES_SECONDS)
+				max(1, min(timeout, int(wait))), max_idle_time=max(1, int(wait))
 			)
 			if result is not None:
 				return result
+
+	def reorder_queues(self, reference_queue) -> None:
+		"""Round robin over every served queue (the listened-to list may leave some out for a moment)."""
+		if reference_queue in self._turns:
+			pos = self._turns.index(reference_queue)
+			self._turns = self._turns[pos + 1 :] + self._turns[: pos + 1]
+
+	def _fair_share(self) -> list[Queue]:
+		"""The queues to listen to now: every one, less those of sites already running ``share`` jobs
+		while other sites are served too."""
+		if len(self.served or ()) < 2:
+			return self._turns[:]
+		try:
+			running = _counts(self.connection, [StartedJobRegistry(queue=q).key for q in self._turns])
+		except Exception:
+			return self._turns[:]
+		return [q for q, n in zip(self._turns, running, strict=True) if n < self.share]
 
 	def _install_signal_handlers(self):
 		super()._install_signal_handlers()
@@ -416,6 +453,13 @@ def _lengths(connection, keys: list[str]) -> list[int]:
 	pipe = connection.pipeline(transaction=False)
 	for key in keys:
 		pipe.llen(key)
+	return pipe.execute()
+
+
+def _counts(connection, keys: list[str]) -> list[int]:
+	pipe = connection.pipeline(transaction=False)
+	for key in keys:
+		pipe.zcard(key)
 	return pipe.execute()
 
 
