@@ -158,6 +158,7 @@ class site_configured:
 				producer.enabled = 1
 				producer.set("configs", [{"document_type": "ToDo", "topic": self.topic, "on_update": 1}])
 				producer.save(ignore_permissions=True)
+			frappe.db.commit()  # on_site commits only on other sites than the current one
 		return self
 
 	def __exit__(self, *exc):
@@ -176,6 +177,7 @@ class site_configured:
 					doc.test_mode = self.test_mode
 				doc.save(ignore_permissions=True)
 			update_site_config("kafka", self.kafka if self.kafka is not None else "None")
+			frappe.db.commit()
 
 
 def _row(row) -> dict:

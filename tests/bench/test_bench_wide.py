@@ -19,6 +19,7 @@ from tests.bench.helpers import (
 	bench_cwd,
 	bench_run,
 	on_site,
+	restore_single,
 	site_kafka,
 	unique,
 	wait_for,
@@ -105,12 +106,12 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 	routes({"document_type": "ToDo", "topic": topic, "on_update": 1})
 	queue = unique("bw")
 	good = lambda site: {"bootstrap.servers": kafka_bootstrap, "client.id": site, **CLIENT_SETTINGS}  # noqa: E731
-	consume(b, topic)
-	b_before = None
 	with on_site(b):
 		import frappe
 
 		b_before = frappe.get_site_config().get("kafka")
+		b_config = frappe.get_single("Spine Consumer Config").as_dict()
+	consume(b, topic)
 	set_conf(b, "kafka", good(b))
 	c = None
 	procs: list[BenchProcess] = []
@@ -185,6 +186,8 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 			p.stop()
 		set_conf(b, "maintenance_mode", None)
 		set_conf(b, "kafka", b_before)
+		with on_site(b):
+			restore_single("Spine Consumer Config", b_config, ("enabled",))
 		if c:
 			bench_run("drop-site", c, *DB_ROOT_ARGS, "--no-backup", "--force")
 		shutil.rmtree(unreachable, ignore_errors=True)
