@@ -92,7 +92,7 @@ def main() -> None:
 		("signed / unsigned p50 (goal: unchanged)", f"{on['median'] / off['median']:.2f}"),
 	]
 	write_results(out, "signing", rows, {
-		"sign_us": sign_us, "check_us": check_us, "payload_fields": len(todo.as_dict()), "latency_ms": latency})  # fmt: skip
+		"sign_us": sign_us, "check_us": check_us, "sign_and_check_us": sign_us + check_us, "payload_fields": len(todo.as_dict()), "latency_ms": latency})  # fmt: skip
 
 
 def _per_message_us(run, n: int, rounds: int = 5) -> float:

@@ -1,6 +1,6 @@
 """One table of every measure with its goal, from the results the benchmarks wrote.
 
-Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics}.json and writes benchmarks/results/summary.json.
+Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing}.json and writes benchmarks/results/summary.json.
 Keys are stable (tools may read them); each row says what its figure means.
 """
 
@@ -70,6 +70,13 @@ ROWS = [
 		"max", "consumer", ("memory", "dispatcher_peak_ratio")),
 	("jsonworker_memory_peak_ratio", "jsonworkers peak RSS / RSS after the first 10,000 messages", "×", 1.10,
 		"max", "consumer", ("memory", "jsonworker_peak_ratio")),
+	("benchwide_20_sites_rss_ratio", "bench-wide processes for 20 sites, RSS / one site's set", "×", 2,
+		"max", "benchwide", ("rss_ratio_to_one_site_set", "20")),
+	("benchwide_20_sites_idle_cpu_percent", "bench-wide processes for 20 sites, idle CPU (local broker)", "%", 5,
+		"max", "benchwide", ("by_sites", "20", "bench-wide", "idle_cpu_percent")),
+	("benchwide_fairness_ratio", "one site's save → handler beside another's 100,000 backlog / idle, median",
+		"×", 2, "max", "benchwide", ("fairness", "ratio")),
+	("signing_sign_and_check_us", "sign + check one envelope", "µs", 200, "max", "signing", ("sign_and_check_us",)),
 ]  # fmt: skip
 
 
@@ -98,7 +105,17 @@ def ratios(sources: dict) -> dict:
 
 def main() -> None:
 	sources = {}
-	for name in ("producer", "consumer", "pipeline", "sites", "trickle", "ceilings", "metrics"):
+	for name in (
+		"producer",
+		"consumer",
+		"pipeline",
+		"sites",
+		"trickle",
+		"ceilings",
+		"metrics",
+		"benchwide",
+		"signing",
+	):
 		path = RESULTS / f"{name}.json"
 		sources[name] = json.loads(path.read_text()) if path.exists() else {}
 	sources["derived"] = ratios(sources)

@@ -10,6 +10,7 @@ field after signing, or signed by another key, does not verify. ``Retry`` and th
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from typing import Any
@@ -80,7 +81,7 @@ def verify(public_key: bytes, body: dict[str, Any]) -> bool:
 	if not isinstance(signature, str):
 		return False
 	try:
-		Ed25519PublicKey.from_public_bytes(public_key).verify(
+		_public_key(public_key).verify(
 			base64.b64decode(signature, validate=True), canonical(header, body.get("Payload"))
 		)
 	except (InvalidSignature, ValueError):
@@ -110,6 +111,11 @@ def public_key_bytes(text: str) -> bytes:
 	if len(raw) != 32:
 		raise ValueError(f"an Ed25519 public key has 32 bytes, not {len(raw)}")
 	return raw
+
+
+@functools.lru_cache(maxsize=1024)
+def _public_key(raw: bytes) -> Ed25519PublicKey:
+	return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def _endorsement(site: str, next_public_key: bytes) -> bytes:

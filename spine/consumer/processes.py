@@ -311,6 +311,7 @@ def worker_main(
 		default_worker_ttl=45,
 	)
 	worker.serve_sites(queue, sites, share=max(1, numworkers - 1))
+	worker._install_signal_handlers()  # before saying it runs: a stop signal from then on is a warm stop
 	log.info("jsonworker-%s: executing jobs of RQ queues %s", index, ", ".join(worker.queue_names()))
 	try:
 		worker.work(burst=burst, with_scheduler=True, logging_level="WARNING", dequeue_strategy="round_robin")

@@ -290,8 +290,8 @@ class Dispatcher:
 		half a core. Hand-overs are still followed meanwhile. Returns whether it ended because
 		something new is there."""
 		assignment = consumer.assignment()
-		if not assignment:
-			return False
+		if not assignment or not self._positions_known(consumer):
+			return False  # a start lookup is under way: a pause would start it again (and again)
 		fresh = [tp for tp in assignment if (tp.topic, tp.partition) not in self._paused]
 		if fresh:
 			consumer.pause(fresh)
