@@ -36,7 +36,7 @@ LAG_REPORT_SECONDS = 5.0
 # After an idle rest that ended because a partition has something new, the dispatcher fetches this long
 # before it may rest again, even if polls come back empty meanwhile: long while librdkafka still
 # looks up where a partition starts, a fetch round trip once every position is known
-NEWS_GRACE_SECONDS = 1.0
+NEWS_GRACE_SECONDS = 3.0
 FETCH_GRACE_SECONDS = 0.1
 # With an idle pause, a poll this long without a message is enough to rest: between the messages of
 # a trickle the partitions are paused instead of fetched in a loop (a broker that answers empty
@@ -290,8 +290,8 @@ class Dispatcher:
 		half a core. Hand-overs are still followed meanwhile. Returns whether it ended because
 		something new is there."""
 		assignment = consumer.assignment()
-		if not assignment or not self._positions_known(consumer):
-			return False  # a start lookup is under way: a pause would start it again (and again)
+		if not assignment:
+			return False
 		fresh = [tp for tp in assignment if (tp.topic, tp.partition) not in self._paused]
 		if fresh:
 			consumer.pause(fresh)
@@ -308,6 +308,7 @@ class Dispatcher:
 					break
 				if self._has_news(consumer, assignment):
 					news = True
+					self._idle_interval = self.idle_pause  # look often again while this news is fetched
 					break
 				self._idle_interval = (
 					self.idle_pause if rung else min(self._idle_interval * 2, IDLE_PAUSE_MAX_SECONDS)

@@ -87,8 +87,7 @@ class SlowStartConsumer:
 		return [TopicPartition(p.topic, p.partition, 0 if self.delivered else 1) for p in partitions]
 
 	def position(self, partitions):
-		# unknown until the start lookup is done (the first message fetched), as librdkafka reports it
-		return [TopicPartition(p.topic, p.partition, 1 if self.delivered else -1001) for p in partitions]
+		return [TopicPartition(p.topic, p.partition, -1001) for p in partitions]
 
 	def committed(self, partitions, timeout):
 		return [TopicPartition(p.topic, p.partition, -1001) for p in partitions]
