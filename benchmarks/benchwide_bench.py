@@ -65,7 +65,7 @@ def main() -> None:
 			from confluent_kafka.admin import AdminClient, NewTopic
 
 			admin = AdminClient({"bootstrap.servers": bootstrap})
-			for f in admin.create_topics([NewTopic(t, 3, 1) for t in topics.values()]).values():
+			for f in admin.create_topics([NewTopic(t, 3) for t in topics.values()]).values():
 				f.result(15)
 			for site, topic in topics.items():
 				restore.enter_context(site_configured(frappe, site, topic, producer=site == site_a))
@@ -187,10 +187,10 @@ def _row(row) -> dict:
 def set_kafka(frappe, site: str, bootstrap: str | None) -> None:
 	from frappe.installer import update_site_config
 
-	from spine.kafka.devbroker import CLIENT_SETTINGS
+	from tests.brokers import client_settings
 
 	with on_site(site):
-		conf = {"bootstrap.servers": bootstrap, "client.id": f"bench-{site}", **CLIENT_SETTINGS}
+		conf = {"bootstrap.servers": bootstrap, "client.id": f"bench-{site}", **client_settings()}
 		update_site_config("kafka", conf if bootstrap else "None")
 
 

@@ -54,7 +54,7 @@ def main() -> None:
 	try:
 		with local_broker() as bootstrap:
 			admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: its futures need the handle alive
-			for f in admin.create_topics([NewTopic(topic, 3, 1)]).values():
+			for f in admin.create_topics([NewTopic(topic, 3)]).values():
 				f.result(15)
 			producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
 				"linger.ms": 5})  # fmt: skip

@@ -38,15 +38,19 @@ def connect_site():
 	return frappe
 
 
+BROKER: list[str] = []  # what this benchmark ran against, for its JSON
+
+
 @contextmanager
 def local_broker():
-	from spine.kafka.devbroker import LocalBroker
+	"""A broker for the benchmark: Apache Kafka (one KRaft node) unless SPINE_TEST_BROKER=noida or
+	SPINE_TEST_KAFKA say otherwise (tests/brokers.py); yields its bootstrap servers."""
+	from tests.brokers import running_broker
 
-	broker = LocalBroker.start()
-	try:
+	with running_broker() as broker:
+		BROKER.append(broker.description)
+		print(f"broker: {broker.description}", flush=True)
 		yield broker.bootstrap_servers
-	finally:
-		broker.stop()
 
 
 @contextmanager
@@ -55,12 +59,12 @@ def site_kafka(bootstrap: str, **extra):
 	from frappe.installer import update_site_config
 
 	before = frappe.get_site_config().get("kafka")
-	from spine.kafka.devbroker import CLIENT_SETTINGS
+	from tests.brokers import client_settings
 
 	conf = {
 		"bootstrap.servers": bootstrap,
 		"client.id": f"bench-{frappe.local.site}",
-		**CLIENT_SETTINGS,
+		**client_settings(),
 		**extra,
 	}
 	update_site_config("kafka", conf)
@@ -107,6 +111,7 @@ def write_results(path: str, name: str, rows: list[tuple[str, str]], data: dict)
 			"python": platform.python_version(),
 			"platform": platform.platform(),
 		},
+		"broker": BROKER[-1] if BROKER else None,
 		**data,
 	}
 	out.write_text(json.dumps(payload, indent=2, default=str))
@@ -170,7 +175,7 @@ def procfile_pipeline(
 	workers: int,
 	metrics: bool = False,
 ):
-	"""A local broker with ``topics`` (3 partitions each), the site's kafka block and config rows on
+	"""A broker (``local_broker``) with ``topics`` (3 partitions each), the site's kafka block and config rows on
 	it (handling its own messages), and the Procfile processes (spine-relay, jsonworker with
 	``workers``, eventdispatcher; with ``metrics``, each serving them on a free port) running until
 	the block ends; yields ``(bootstrap, processes)``."""
@@ -183,7 +188,7 @@ def procfile_pipeline(
 		configs(frappe, producer, consumer, test_mode=1),
 	):
 		admin = AdminClient({"bootstrap.servers": bootstrap})
-		for f in admin.create_topics([NewTopic(t, 3, 1) for t in topics]).values():
+		for f in admin.create_topics([NewTopic(t, 3) for t in topics]).values():
 			f.result(15)
 		queue = f"bench-{run}"
 		try:

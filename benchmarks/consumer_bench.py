@@ -121,7 +121,7 @@ def main() -> None:
 			configs(frappe, consumer=rows_cfg),
 		):
 			admin = AdminClient({"bootstrap.servers": bootstrap})
-			new = [NewTopic(t, 3, 1) for t in (topic, batch_topic, memory_topic)]
+			new = [NewTopic(t, 3) for t in (topic, batch_topic, memory_topic)]
 			for f in admin.create_topics(new).values():
 				f.result(15)
 			del admin

@@ -1,4 +1,4 @@
-"""Shared fixtures: a real Kafka-protocol broker, real Redis, and (optionally) a real Frappe site.
+"""Shared fixtures: a real Kafka broker (Apache Kafka, tests/brokers.py), real Redis, and (optionally) a real Frappe site.
 
 Tiers (see tests/README.md):
 - tests/unit: pure logic, no services.
@@ -48,26 +48,26 @@ def pytest_collection_modifyitems(config, items):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+	for description in _broker_used:
+		terminalreporter.write_line(f"Kafka broker of this run: {description}")
 	if _skipped_bench:
 		terminalreporter.write_line(
 			f"Frappe-side tests skipped: {len(_skipped_bench)} ({_bench_unavailable_reason()})"
 		)
 
 
+_broker_used: list[str] = []
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap():
-	"""Bootstrap servers of a real broker: SPINE_TEST_KAFKA, or a local one started for the session."""
-	external = os.environ.get("SPINE_TEST_KAFKA")
-	if external:
-		yield external
-		return
-	from spine.kafka.devbroker import LocalBroker
+	"""Bootstrap servers of a real broker for the session: Apache Kafka started from its jars, unless
+	SPINE_TEST_BROKER / SPINE_TEST_KAFKA say otherwise (tests/brokers.py)."""
+	from tests.brokers import running_broker
 
-	broker = LocalBroker.start()
-	try:
+	with running_broker() as broker:
+		_broker_used.append(broker.description)
 		yield broker.bootstrap_servers
-	finally:
-		broker.stop()
 
 
 @pytest.fixture
@@ -81,7 +81,8 @@ def create_topic(bootstrap: str, partitions: int = 3, prefix: str = "spine-test"
 
 	name = f"{prefix}-{uuid.uuid4().hex[:10]}"
 	admin = AdminClient({"bootstrap.servers": bootstrap})
-	for future in admin.create_topics([NewTopic(name, partitions, 1)], operation_timeout=10).values():
+	# replication as the broker's default.replication.factor says (one node: 1; a cluster: 3)
+	for future in admin.create_topics([NewTopic(name, partitions)], operation_timeout=10).values():
 		future.result(15)
 	return name
 

@@ -46,9 +46,9 @@ def site_kafka(bootstrap: str, **extra: Any):
 	from frappe.installer import update_site_config
 
 	before = frappe.get_site_config().get("kafka")
-	from spine.kafka.devbroker import CLIENT_SETTINGS
+	from tests.brokers import client_settings
 
-	conf = {"bootstrap.servers": bootstrap, "client.id": f"spine-test-{SITE}", **CLIENT_SETTINGS, **extra}
+	conf = {"bootstrap.servers": bootstrap, "client.id": f"spine-test-{SITE}", **client_settings(), **extra}
 	update_site_config("kafka", conf)
 	frappe.local.conf.kafka = conf
 	try:

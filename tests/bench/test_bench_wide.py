@@ -99,13 +99,13 @@ def test_one_set_of_processes_serves_every_site_apart(frappe_site, second_site, 
 	"""Site A publishes ToDos; B and C (a site created while the processes run) consume them.
 	Every message lands once on each consuming site and never on A; B goes on while C's kafka block
 	is broken; C goes on while B is in maintenance mode; C is served within 10 s of its fix."""
-	from spine.kafka.devbroker import CLIENT_SETTINGS
+	from tests.brokers import client_settings
 
 	a, b = frappe_site, second_site
 	topic = create_topic(kafka_bootstrap, 3, prefix="benchwide")
 	routes({"document_type": "ToDo", "topic": topic, "on_update": 1})
 	queue = unique("bw")
-	good = lambda site: {"bootstrap.servers": kafka_bootstrap, "client.id": site, **CLIENT_SETTINGS}  # noqa: E731
+	good = lambda site: {"bootstrap.servers": kafka_bootstrap, "client.id": site, **client_settings()}  # noqa: E731
 	with on_site(b):
 		import frappe
 

@@ -175,5 +175,5 @@ def create_topic_named(bootstrap: str, name: str, partitions: int = 3) -> None:
 	from confluent_kafka.admin import AdminClient, NewTopic
 
 	admin = AdminClient({"bootstrap.servers": bootstrap})
-	for future in admin.create_topics([NewTopic(name, partitions, 1)]).values():
+	for future in admin.create_topics([NewTopic(name, partitions)]).values():
 		future.result(15)

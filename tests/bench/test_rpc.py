@@ -29,7 +29,7 @@ def rpc_sites(frappe_site, second_site, kafka_bootstrap):
 	import frappe
 	from frappe.installer import update_site_config
 
-	from spine.kafka.devbroker import CLIENT_SETTINGS
+	from tests.brokers import client_settings
 
 	a, b = frappe_site, second_site
 	topic = unique("ask")
@@ -42,7 +42,7 @@ def rpc_sites(frappe_site, second_site, kafka_bootstrap):
 				"bootstrap.servers": kafka_bootstrap,
 				"client.id": b,
 				"group.id": f"{group}-b",
-				**CLIENT_SETTINGS,
+				**client_settings(),
 			},
 		)
 		saved_b = frappe.get_single("Spine Consumer Config").as_dict()

@@ -66,12 +66,14 @@ def both_kafka(two_sites, kafka_bootstrap):
 	import frappe
 	from frappe.installer import update_site_config
 
-	from spine.kafka.devbroker import CLIENT_SETTINGS
+	from tests.brokers import client_settings
 
 	a, b = two_sites
 	with on_site(b):
 		before_b = frappe.get_site_config().get("kafka")
-		update_site_config("kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b, **CLIENT_SETTINGS})
+		update_site_config(
+			"kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b, **client_settings()}
+		)
 	try:
 		with site_kafka(kafka_bootstrap):
 			yield a, b

@@ -21,8 +21,8 @@ def sites(frappe_site, second_site, kafka_bootstrap):
 	import frappe
 	from frappe.installer import update_site_config
 
-	from spine.kafka.devbroker import CLIENT_SETTINGS
 	from spine.producer import signing_key
+	from tests.brokers import client_settings
 
 	a, b = frappe_site, second_site
 	topic = unique("trust")
@@ -31,7 +31,9 @@ def sites(frappe_site, second_site, kafka_bootstrap):
 	frappe.db.commit()
 	with on_site(b):
 		before_b = frappe.get_site_config().get("kafka")
-		update_site_config("kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b, **CLIENT_SETTINGS})
+		update_site_config(
+			"kafka", {"bootstrap.servers": kafka_bootstrap, "client.id": b, **client_settings()}
+		)
 		saved_b = frappe.get_single("Spine Consumer Config").as_dict()
 		frappe.db.delete("Spine Trusted Site", {"site": a})
 	doc = frappe.get_single("Spine Producer Config")
