@@ -62,3 +62,9 @@ class SkipMessage(SpineError):
 
 class SiteNotServed(SpineError):
 	"""A bench-wide process has nothing to do on a site (Spine is not installed there); it looks again."""
+
+
+class ConsumerFatalError(SpineError):
+	"""The Kafka consumer stopped for good (librdkafka's fatal error, e.g. another process took its
+	``group.instance.id``); the message says which member and what to check. Its process or site
+	task stops and is started again by whoever supervises it."""

@@ -28,6 +28,7 @@ from rq.registry import StartedJobRegistry
 from rq.serializers import JSONSerializer
 
 from spine import db_connection, logs, metrics
+from spine.config import membership
 from spine.consumer.queue import json_queue, shared_queue_name, site_queue_name, while_job_runs
 from spine.consumer.site_contexts import SiteContexts
 from spine.errors import SpineError
@@ -226,10 +227,11 @@ def _site_dispatcher(
 		return db_connection.call(read, outage)
 
 	consumer_conf = dict(settings.consumer)
-	if consumer_conf.get("group.instance.id"):
-		# static membership: each process needs its own id; a restarted process takes its
-		# partitions back at once instead of waiting for the group to notice the old one died
-		consumer_conf["group.instance.id"] = f"{consumer_conf['group.instance.id']}-{index}"
+	# a static member: restarted after a crash, it takes its partitions back at once
+	member = membership.instance_id(consumer_conf, site=site, host=socket.gethostname(), index=index)
+	consumer_conf.pop("group.instance.id", None)
+	if member:
+		consumer_conf["group.instance.id"] = member
 	metrics.set_gauge("spine_process_up", 1, site=site, process="eventdispatcher")
 
 	def report_lag(lag: dict) -> None:

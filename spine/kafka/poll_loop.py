@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from spine.errors import ConsumerFatalError
 from spine.kafka.doorbell import Waiter
 from spine.kafka.stored import TP, StoredOffsets
 
@@ -592,6 +593,17 @@ class Dispatcher:
 		err = msg.error()
 		if err is None:
 			return False
+		if err.fatal():
+			member = self.conf.get("group.instance.id")
+			raise ConsumerFatalError(
+				f"{self.name}: the Kafka consumer stopped for good ({err.str()})"
+				+ (
+					f"; another consumer of group {self.conf.get('group.id')} uses group.instance.id {member}: "
+					"is a second eventdispatcher serving this site from this host?"
+					if member
+					else ""
+				)
+			)
 		if err.code() != KafkaError._PARTITION_EOF:
 			log.warning("%s: consumer error on %s [%s]: %s", self.name, msg.topic(), msg.partition(), err)
 		return True
