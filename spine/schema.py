@@ -18,7 +18,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_TOPIC = "spine.schemas"  # compacted: the latest schema of each topic and DocType
+from spine.config.topics import SCHEMAS_TOPIC
+
+SCHEMA_TOPIC = SCHEMAS_TOPIC  # compacted: the latest schema of each topic and DocType
 SCHEMA_DOCTYPE = "Spine Payload Schema"
 ALWAYS = ("name", "doctype", "modified", "docstatus")
 ALWAYS_IN_ROWS = ("name", "idx", "doctype")

@@ -30,6 +30,10 @@ SPINE_KEYS: dict[str, Any] = {
 	# Spine's: Prometheus metrics of spine-relay on this port, eventdispatcher on +1, jsonworker on
 	# +2 (0: off unless a command's --metrics-port says otherwise)
 	"spine.metrics.port": 0,
+	# Spine's: partitions and replication factor of the topics Spine creates (its own, and those
+	# Desk's Check connection creates); -1 takes the cluster's num.partitions / default.replication.factor
+	"spine.topic.partitions": -1,
+	"spine.topic.replication.factor": -1,
 }
 
 # librdkafka properties that only a consumer accepts (CONFIGURATION.md, "C" rows).
@@ -276,7 +280,8 @@ def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
 
 def _validate_spine_keys(spine: dict[str, Any]) -> None:
 	for key, least in (("consumer.min.commit.count", 1), ("spine.max.message.bytes", 1),
-			("spine.consumer.idle.pause.ms", 0), ("spine.metrics.port", 0)):  # fmt: skip
+			("spine.consumer.idle.pause.ms", 0), ("spine.metrics.port", 0),
+			("spine.topic.partitions", -1), ("spine.topic.replication.factor", -1)):  # fmt: skip
 		value = spine[key]
 		try:
 			number = int(value)
@@ -284,6 +289,10 @@ def _validate_spine_keys(spine: dict[str, Any]) -> None:
 			raise KafkaConfigError(f'"kafka"."{key}" must be a whole number (got {value!r:.40})') from None
 		if number < least:
 			raise KafkaConfigError(f'"kafka"."{key}" must be at least {least} (got {number})')
+		if number == 0 and key.startswith("spine.topic."):
+			raise KafkaConfigError(
+				f'"kafka"."{key}" must be -1 (the cluster\'s default) or at least 1 (got 0)'
+			)
 		if key == "spine.metrics.port" and number > 65533:
 			raise KafkaConfigError(
 				f'"kafka"."{key}" must be a port up to 65533 (its +2 is the jsonworker\'s; got {number})'

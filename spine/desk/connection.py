@@ -72,8 +72,11 @@ def _count(n: int | None, noun: str) -> str:
 
 
 @frappe.whitelist()
-def create_missing_topics(config: str, partitions: int = 3, replication: int = 1) -> dict[str, str | None]:
-	"""Create the topics of ``config`` that do not exist; ``{topic: None or error}``."""
+def create_missing_topics(
+	config: str, partitions: int | None = None, replication: int | None = None
+) -> dict[str, str | None]:
+	"""Create the topics of ``config`` that do not exist, with the partitions and replication given, else
+	the kafka block's ``spine.topic.*`` (the cluster's defaults unless set); ``{topic: None or error}``."""
 	frappe.only_for("System Manager")
 	from spine.kafka.admin import check, create_topics
 
@@ -81,7 +84,10 @@ def create_missing_topics(config: str, partitions: int = 3, replication: int = 1
 	if admin is None:
 		frappe.throw(topics)
 	missing = [t["topic"] for t in check(admin, topics)["topics"] if t["exists"] is False]
-	result = create_topics(admin, missing, int(partitions), int(replication)) if missing else {}
+	layout = broker.topic_layout()
+	partitions = int(partitions) if partitions else layout["partitions"]
+	replication = int(replication) if replication else layout["replication"]
+	result = create_topics(admin, missing, partitions, replication) if missing else {}
 	if result:
 		frappe.msgprint(
 			"<br>".join(f"{t}: {'created' if err is None else err}" for t, err in result.items()),

@@ -37,13 +37,14 @@ def check(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float = 5)
 def create_topics(
 	admin_conf: dict[str, Any],
 	topics: Iterable[str],
-	partitions: int = 3,
-	replication: int = 1,
+	partitions: int = -1,
+	replication: int = -1,
 	timeout: float = 15,
 	config: dict[str, str] | None = None,
 ) -> dict[str, str | None]:
-	"""Create ``topics`` (with topic ``config``, e.g. ``{"cleanup.policy": "compact"}``); returns
-	``{topic: None}`` on success or ``{topic: error text}`` (exists counts as success)."""
+	"""Create ``topics`` (with topic ``config``, e.g. ``{"cleanup.policy": "compact"}``; ``-1``
+	partitions or replication: the cluster's ``num.partitions`` / ``default.replication.factor``);
+	returns ``{topic: None}`` on success or ``{topic: error text}`` (exists counts as success)."""
 	admin = AdminClient(admin_conf)
 	futures = admin.create_topics(
 		[NewTopic(t, partitions, replication, config=config or {}) for t in sorted(set(topics))]

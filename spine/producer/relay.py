@@ -122,8 +122,7 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 		if not rows:
 			break
 		for compacted in {shape.SCHEMA_TOPIC, KEYS_TOPIC} & {r.topic for r in rows}:
-			broker.ensure_topic(compacted, f"{compacted} is published as a plain topic, not compacted",
-				config={"cleanup.policy": "compact"})  # fmt: skip
+			broker.ensure_topic(compacted, f"{compacted} is published as a plain topic, not compacted")
 		started = time.time_ns()
 		deliveries = publisher.publish([_record(r) for r in rows])
 		if spans.available():

@@ -47,24 +47,37 @@ def check_reachable(settings: KafkaSettings | None = None, timeout: float = 10) 
 	return settings
 
 
-def ensure_topic(topic: str, why: str, *, config: dict[str, str] | None = None) -> None:
-	"""Create ``topic`` (one partition, topic ``config``) before Spine first uses it, once per process
-	and broker. A topic the broker auto-creates on first use would be plain, and a consumer that
+def ensure_topic(topic: str, why: str) -> None:
+	"""Create Spine's own ``topic`` before Spine first uses it, once per process and broker: with its
+	configuration (``spine.config.topics.own_topic_config``: compacted, or a short retention) and the
+	partitions and replication the kafka block's ``spine.topic.*`` keys give (the cluster's defaults
+	unless set). A topic the broker auto-creates on first use would be plain, and a consumer that
 	subscribed before it existed would find it only at its next metadata refresh. Never raises: a
 	broker that refuses logs a warning saying ``why`` the topic matters."""
+	from spine.config.topics import own_topic_config
 	from spine.kafka.admin import create_topics
 
 	settings = site_settings()
 	marker = f"{settings.bootstrap_servers}|{topic}"
 	if marker in _made_topics:
 		return
-	errors = create_topics(settings.admin, [topic], partitions=1, config=config)
+	errors = create_topics(settings.admin, [topic], config=own_topic_config(topic), **topic_layout(settings))
 	if errors.get(topic):
 		log.warning(
 			"Spine on %s: could not create topic %s on %s (%s); %s",
 			frappe.local.site, topic, settings.bootstrap_servers, errors[topic], why,
 		)  # fmt: skip
 	_made_topics.add(marker)
+
+
+def topic_layout(settings: KafkaSettings | None = None) -> dict[str, int]:
+	"""``{"partitions", "replication"}`` for a topic Spine creates: the kafka block's
+	``spine.topic.partitions`` and ``spine.topic.replication.factor`` (-1: the cluster's default)."""
+	spine = (settings or site_settings()).spine
+	return {
+		"partitions": spine["spine.topic.partitions"],
+		"replication": spine["spine.topic.replication.factor"],
+	}
 
 
 def describe() -> str:
