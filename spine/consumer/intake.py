@@ -16,7 +16,7 @@ from frappe.utils import now_datetime
 from spine import compat, db_connection, envelope, logs, metrics, spans, trace
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
-from spine.kafka.poll_loop import Record, record_value
+from spine.kafka.records import Record, record_value
 from spine.kafka.stored import job_parts
 
 log = logs.logger(__name__)

@@ -16,7 +16,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine import db_connection, logs
-from spine.kafka.poll_loop import Record
+from spine.kafka.records import Record
 from spine.kafka.stored import TP, continuation
 
 log = logs.logger(__name__)
@@ -42,8 +42,34 @@ class StoredPositions:
 			return {}
 		return db_connection.call(lambda: self._stored(partitions), self.outage)
 
-	def begin(self, starts: dict[TP, int]) -> None:
-		db_connection.call(lambda: self._begin(starts), self.outage)
+	def begin(self, starts: dict[TP, int], topic_ids: dict[TP, str] | None = None) -> None:
+		db_connection.call(lambda: self._begin(starts, topic_ids or {}), self.outage)
+
+	def topic_ids(self, partitions: Sequence[TP]) -> dict[TP, str]:
+		if not partitions:
+			return {}
+
+		def read() -> dict[TP, str]:
+			names = {row_name(self.group, t, p): (t, p) for t, p in partitions}
+			rows = frappe.db.sql(
+				"SELECT name, topic_id FROM `tabSpine Consumer Offset` WHERE name IN %(names)s AND topic_id != ''",
+				{"names": tuple(names)},
+			)
+			frappe.db.rollback()
+			return {names[name]: tid for name, tid in rows}
+
+		return db_connection.call(read, self.outage)
+
+	def set_topic_ids(self, ids: dict[TP, str]) -> None:
+		def write() -> None:
+			for (topic, partition), tid in ids.items():
+				frappe.db.sql(
+					"UPDATE `tabSpine Consumer Offset` SET topic_id = %s WHERE name = %s",
+					(tid, row_name(self.group, topic, partition)),
+				)
+			frappe.db.commit()  # nosemgrep: frappe-manual-commit - a dispatcher's own bookkeeping
+
+		db_connection.call(write, self.outage)
 
 	def _stored(self, partitions: Sequence[TP]) -> dict[TP, int]:
 		names = {row_name(self.group, t, p): (t, p) for t, p in partitions}
@@ -54,8 +80,8 @@ class StoredPositions:
 		frappe.db.rollback()  # end the snapshot: the next call must see what intake committed meanwhile
 		return {names[name]: int(at) for name, at in rows}
 
-	def _begin(self, starts: dict[TP, int]) -> None:
-		_start(self.group, starts)
+	def _begin(self, starts: dict[TP, int], topic_ids: dict[TP, str]) -> None:
+		_start(self.group, starts, topic_ids)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - the start must be durable before the hand-over
 
 
@@ -95,19 +121,32 @@ def take(group: str, records: list[Record], after: int) -> list[Record]:
 	return fresh
 
 
-def _start(group: str, starts: dict[TP, int]) -> None:
-	"""Positions where reading starts, replacing what a row held."""
+def _start(group: str, starts: dict[TP, int], topic_ids: dict[TP, str] | None = None) -> None:
+	"""Positions where reading starts (with the topic's id, where known), replacing what a row held."""
 	now = now_datetime()
+	ids = topic_ids or {}
 	frappe.db.sql(
 		"""INSERT INTO `tabSpine Consumer Offset`
 		(name, creation, modified, owner, modified_by, docstatus, idx, consumer_group, topic, kafka_partition,
-			stored_up_to) VALUES """
-		+ ", ".join(["(%s, %s, %s, 'Administrator', 'Administrator', 0, 0, %s, %s, %s, %s)"] * len(starts))
-		+ " ON DUPLICATE KEY UPDATE stored_up_to = VALUES(stored_up_to), modified = VALUES(modified)",
+			stored_up_to, topic_id) VALUES """
+		+ ", ".join(
+			["(%s, %s, %s, 'Administrator', 'Administrator', 0, 0, %s, %s, %s, %s, %s)"] * len(starts)
+		)
+		+ " ON DUPLICATE KEY UPDATE stored_up_to = VALUES(stored_up_to), modified = VALUES(modified), "
+		"topic_id = VALUES(topic_id)",
 		[
 			v
 			for (topic, partition), at in starts.items()
-			for v in (row_name(group, topic, partition), now, now, group, topic, partition, at)
+			for v in (
+				row_name(group, topic, partition),
+				now,
+				now,
+				group,
+				topic,
+				partition,
+				at,
+				ids.get((topic, partition), ""),
+			)  # fmt: skip
 		],
 	)
 

@@ -255,6 +255,7 @@ def _site_dispatcher(
 		report_lag=report_lag if metrics.enabled() else None,
 		should_stop=should_stop,
 		doorbell=broker.doorbell().waiter() if idle_pause else None,
+		admin_conf=settings.admin,  # topic ids: stored positions outlive expired group offsets
 	)
 
 

@@ -59,3 +59,31 @@ def create_topics(
 			already = err is not None and err.code() == err.TOPIC_ALREADY_EXISTS
 			results[topic] = None if already else (err.str() if err is not None else str(e))
 	return results
+
+
+ZERO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # what a broker without topic ids answers (base64 of 16 zero bytes)
+
+
+def topic_ids(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float = 5) -> dict[str, str]:
+	"""Each topic's id (Kafka gives a topic a new one when it is made again), for those of ``topics``
+	that have one; ``{}`` when the broker does not answer or keeps no ids (never raises)."""
+	from confluent_kafka import TopicCollection
+
+	wanted = sorted(set(topics))
+	if not wanted:
+		return {}
+	client = AdminClient(admin_conf)  # kept while the futures run: a client that goes away cancels them
+	try:
+		futures = client.describe_topics(TopicCollection(wanted), request_timeout=timeout)
+	except (KafkaException, ValueError, TypeError):
+		return {}
+	found = {}
+	for topic, future in futures.items():
+		try:
+			described = future.result(timeout + 1)
+		except Exception:
+			continue
+		tid = str(getattr(described, "topic_id", "") or "")
+		if tid and tid != ZERO_TOPIC_ID:
+			found[topic] = tid
+	return found

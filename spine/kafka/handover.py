@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from redis import Redis
 from rq import Queue, Retry
@@ -26,6 +26,25 @@ JOB_TIMEOUT = 120
 RESULT_TTL = 3600
 _UNFINISHED = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 _ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
+
+
+class HandOver(Protocol):
+	"""Where batches go (an RQ queue): not durable, so each batch is followed until it is stored."""
+
+	def __call__(
+		self, records: list[dict[str, Any]], starts: dict[tuple[str, int], int]
+	) -> dict[tuple[str, int], str]:
+		"""Hand ``records`` over; ``starts[tp]`` is the offset the partition's part of the batch
+		continues from. Returns a job id per partition; raises if nothing was accepted."""
+
+	def vanished(self, job_id: str) -> bool:
+		"""Whether the job can no longer store its messages (gone from Redis, or ended)."""
+
+	def busy(self) -> bool:
+		"""Whether a batch handed over now would wait behind others before a worker takes it."""
+
+	def forget(self, tp: tuple[str, int]) -> None:
+		"""Drop what the hand-over remembers of a partition (it is read again or moved away)."""
 
 
 def json_queue(name: str, connection: Redis) -> Queue:

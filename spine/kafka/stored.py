@@ -21,9 +21,15 @@ class StoredOffsets(Protocol):
 	def stored(self, partitions: Sequence[TP]) -> dict[TP, int]:
 		"""Positions of those of ``partitions`` that have one (read afresh each call)."""
 
-	def begin(self, starts: dict[TP, int]) -> None:
+	def begin(self, starts: dict[TP, int], topic_ids: dict[TP, str] | None = None) -> None:
 		"""Record (durably) where reading starts for partitions that have no position that applies,
-		replacing one left from another life of the topic."""
+		replacing one left from another life of the topic; with the topic's id where known."""
+
+	def topic_ids(self, partitions: Sequence[TP]) -> dict[TP, str]:
+		"""The topic id recorded with each of ``partitions``' positions, where one was."""
+
+	def set_topic_ids(self, ids: dict[TP, str]) -> None:
+		"""Record the topic id of positions recorded before ids were (the broker confirmed them)."""
 
 
 def continuation(

@@ -13,6 +13,7 @@ from spine.kafka.stored import TP, continuation, job_parts
 
 RESULTS_KEY = "spine-test:stored"
 POSITIONS_KEY = "spine-test:positions"
+TOPIC_IDS_KEY = "spine-test:topic-ids"
 
 
 def _conn() -> redis.Redis:
@@ -67,10 +68,20 @@ class RedisPositions:
 		values = self.conn.hmget(POSITIONS_KEY, [_field(self.group, t, p) for t, p in tps]) if tps else []
 		return {tp: int(v) for tp, v in zip(tps, values, strict=True) if v is not None}
 
-	def begin(self, starts: dict[TP, int]) -> None:
+	def begin(self, starts: dict[TP, int], topic_ids: dict[TP, str] | None = None) -> None:
 		self.begun.append(dict(starts))
 		for (t, p), at in starts.items():
 			self.conn.hset(POSITIONS_KEY, _field(self.group, t, p), at)
+			self.conn.hset(TOPIC_IDS_KEY, _field(self.group, t, p), (topic_ids or {}).get((t, p), ""))
+
+	def topic_ids(self, partitions: Sequence[TP]) -> dict[TP, str]:
+		tps = list(partitions)
+		values = self.conn.hmget(TOPIC_IDS_KEY, [_field(self.group, t, p) for t, p in tps]) if tps else []
+		return {tp: v.decode() for tp, v in zip(tps, values, strict=True) if v}
+
+	def set_topic_ids(self, ids: dict[TP, str]) -> None:
+		for (t, p), tid in ids.items():
+			self.conn.hset(TOPIC_IDS_KEY, _field(self.group, t, p), tid)
 
 
 class Direct:
