@@ -87,10 +87,14 @@ _CANDIDATES_SQL = f"""
 	ORDER BY m.name LIMIT %(limit)s)
 """
 _KEYS_ROUTE = ["spine.settings.trusted_keys.receive"]
+# Every locking statement on Message Log names the index it must use: left alone, MariaDB locks
+# through the (direction, status, next_attempt_at) index or a full scan, and its gap locks then hold
+# up every new row of the table (a user's save, the intake) until the batch commits, and deadlock
+# with them (measured: a request's INSERT against a processing batch)
 _LOCK_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
 		origin_site, attempts, message, creation, trace_parent
-	FROM `tabMessage Log`
+	FROM `tabMessage Log` FORCE INDEX (PRIMARY)
 	WHERE name IN %(names)s AND direction = 'Inbound' AND status IN ('Pending', 'Error', 'Waiting')
 		AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
 	ORDER BY name LIMIT %(limit)s
@@ -100,11 +104,13 @@ _LOCK_SQL = """
 _LOCK_STORED_SQL = """
 	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
 		origin_site, attempts, message, creation, trace_parent
-	FROM `tabMessage Log`
+	FROM `tabMessage Log` FORCE INDEX (unique_message_id_direction)
 	WHERE message_id IN %(ids)s AND direction = 'Inbound' AND status = 'Pending' AND next_attempt_at IS NULL
 	ORDER BY name
 	FOR UPDATE SKIP LOCKED
 """
+STATUS_SQL = """UPDATE `tabMessage Log` FORCE INDEX (PRIMARY) SET status = %(status)s, done_at = %(now)s,
+	modified = %(now)s, next_attempt_at = NULL, last_error = COALESCE(%(reason)s, last_error) WHERE name IN %(names)s"""
 # Per document of a batch, the first unfinished row that the batch does not hold and that comes
 # before some row it holds (rows of a partition are stored in offset order, so name order is
 # offset order within a document).
@@ -684,11 +690,7 @@ class Batch:
 	def _set_status(self, names: list[int], status: str, reason: str | None) -> None:
 		self._finished(names, status)
 		now = now_datetime()
-		frappe.db.sql(
-			"""UPDATE `tabMessage Log` SET status = %(status)s, done_at = %(now)s, modified = %(now)s,
-			next_attempt_at = NULL, last_error = COALESCE(%(reason)s, last_error) WHERE name IN %(names)s""",
-			{"status": status, "now": now, "reason": reason, "names": tuple(names)},
-		)
+		frappe.db.sql(STATUS_SQL, {"status": status, "now": now, "reason": reason, "names": tuple(names)})
 		self.finished += len(names)
 
 	def _write_notes(self) -> None:
@@ -698,7 +700,7 @@ class Batch:
 		for start in range(0, len(notes), 500):
 			chunk = notes[start : start + 500]
 			frappe.db.sql(
-				"UPDATE `tabMessage Log` SET attempt_history = CONCAT_WS('\n', attempt_history, CASE name "
+				"UPDATE `tabMessage Log` FORCE INDEX (PRIMARY) SET attempt_history = CONCAT_WS('\n', attempt_history, CASE name "
 				+ " ".join(["WHEN %s THEN %s"] * len(chunk))
 				+ " END) WHERE name IN %s",
 				(*[v for name, note in chunk for v in (name, f"{stamp} {note}")], tuple(n for n, _ in chunk)),

@@ -293,7 +293,8 @@ def _mark_published(confirmed: list[tuple[int, Delivery]], now) -> None:
 		+ [f"SELECT {int(name)}, {int(d.partition)}, {int(d.offset)}" for name, d in confirmed[1:]]
 	)  # integers the relay itself read or got from librdkafka: safe to write into the statement
 	frappe.db.sql(
-		f"""UPDATE `tabMessage Log` m JOIN ({values}) v ON m.name = v.n
+		# by primary key only: through another index the UPDATE gap-locks where new rows go (every save)
+		f"""UPDATE `tabMessage Log` m FORCE INDEX (PRIMARY) JOIN ({values}) v ON m.name = v.n
 		SET m.status = 'Published', m.kafka_partition = v.p, m.kafka_offset = v.o, m.done_at = %(now)s,
 			m.modified = %(now)s, m.last_error = NULL, m.next_attempt_at = NULL
 		WHERE m.status = 'Pending'""",
