@@ -163,9 +163,10 @@ def dispatcher_main(index: int, site: str, queue: str) -> None:
 	frappe.init(site=site)
 	frappe.connect()
 	try:
-		dispatcher = _site_dispatcher(index, site, queue)
-		dispatcher.install_signal_handlers()
-		dispatcher.run()
+		with _member_slot() as slot:
+			dispatcher = _site_dispatcher(index, site, queue, slot=slot)
+			dispatcher.install_signal_handlers()
+			dispatcher.run()
 	finally:
 		frappe.destroy()
 
@@ -181,20 +182,33 @@ def dispatch_site(index: int, queue: str, site: str, stop: threading.Event) -> N
 	try:
 		installed.require_spine()
 		broker.check_reachable()
-		dispatcher = _site_dispatcher(index, site, queue, should_stop=stop.is_set)
-		try:
-			dispatcher.run()
-		finally:
-			if dispatcher.doorbell:
-				broker.doorbell().forget(dispatcher.doorbell)
+		with _member_slot() as slot:
+			dispatcher = _site_dispatcher(index, site, queue, should_stop=stop.is_set, slot=slot)
+			try:
+				dispatcher.run()
+			finally:
+				if dispatcher.doorbell:
+					broker.doorbell().forget(dispatcher.doorbell)
 	finally:
 		frappe.destroy()
 
 
+@contextmanager
+def _member_slot() -> Iterator[int]:
+	"""This process's slot among the current site's dispatchers on this host, for its static group
+	membership (``spine.config.membership``), held while the block runs."""
+	slot = membership.claim_slot(frappe.get_site_path("locks"), "spine-eventdispatcher")
+	try:
+		yield slot.number
+	finally:
+		slot.release()
+
+
 def _site_dispatcher(
-	index: int, site: str, queue: str, should_stop: Callable[[], bool] | None = None
+	index: int, site: str, queue: str, should_stop: Callable[[], bool] | None = None, slot: int = 0
 ) -> Dispatcher:
-	"""The current site's dispatcher number ``index``, handing over to its queue of ``queue``."""
+	"""The current site's dispatcher number ``index``, handing over to its queue of ``queue``, in
+	group membership ``slot`` on this host."""
 	from spine.config.kafka import redact
 	from spine.config.topics import INITIAL_SYNC_TOPIC, reply_topic
 	from spine.consumer.offsets import StoredPositions
@@ -228,7 +242,7 @@ def _site_dispatcher(
 
 	consumer_conf = dict(settings.consumer)
 	# a static member: restarted after a crash, it takes its partitions back at once
-	member = membership.instance_id(consumer_conf, site=site, host=socket.gethostname(), index=index)
+	member = membership.instance_id(consumer_conf, site=site, host=socket.gethostname(), slot=slot)
 	consumer_conf.pop("group.instance.id", None)
 	if member:
 		consumer_conf["group.instance.id"] = member
@@ -239,8 +253,9 @@ def _site_dispatcher(
 			metrics.set_gauge("spine_consumer_lag", behind, site=site, topic=topic, partition=partition)
 
 	log.info(
-		"eventdispatcher-%s@%s: group %s on %s, handing over to RQ queue %s",
-		index, site, group, redact(settings.consumer)["bootstrap.servers"], name,
+		"eventdispatcher-%s@%s: group %s%s on %s, handing over to RQ queue %s",
+		index, site, group, f" as static member {member}" if member else "",
+		redact(settings.consumer)["bootstrap.servers"], name,
 	)  # fmt: skip
 	idle_pause = settings.spine["spine.consumer.idle.pause.ms"] / 1000
 	return Dispatcher(

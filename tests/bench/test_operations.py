@@ -185,7 +185,8 @@ def test_check_connection_reports_topics_and_creates_missing_ones(frappe_site, k
 	doc.save()
 	frappe.db.commit()
 	try:
-		with site_kafka(kafka_bootstrap):
+		# the block's spine.topic.partitions (default: the cluster's num.partitions) lays the topic out
+		with site_kafka(kafka_bootstrap, **{"spine.topic.partitions": 3}):
 			report = check_connection("Spine Consumer Config")
 			assert report["ok"] and report["topics"] == [
 				{"topic": topic, "exists": False, "partitions": None}
