@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import signal
+import time
 
 import pytest
 

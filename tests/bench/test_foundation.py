@@ -382,3 +382,38 @@ def test_installing_spine_changes_no_package_the_bench_has():
 		and key != "spine" and installed[key] != m["version"]
 	]  # fmt: skip
 	assert not changes, changes
+
+
+def test_installing_the_test_requirements_changes_no_package_frappe_pins():
+	"""What tests/README tells users to run in the bench's env (``pip install -r requirements-test.txt``),
+	as on a bench that does not have them yet: pip takes the newest version each range allows
+	(``--upgrade`` of the named packages only), and no package Frappe's pyproject.toml pins changes."""
+	import tomllib
+	from packaging.requirements import Requirement
+
+	bench = os.environ["SPINE_BENCH"]
+	bench_python = os.path.join(bench, "env", "bin", "python")
+	root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+	with open(os.path.join(bench, "apps", "frappe", "pyproject.toml"), "rb") as f:
+		pinned = {
+			Requirement(r).name.lower().replace("_", "-") for r in tomllib.load(f)["project"]["dependencies"]
+		}
+	report = subprocess.run(
+		[bench_python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "--upgrade",
+			"--upgrade-strategy", "only-if-needed", "-r", os.path.join(root, "requirements-test.txt"),
+			"--disable-pip-version-check"],
+		capture_output=True, text=True, timeout=300,
+	)  # fmt: skip
+	assert report.returncode == 0, report.stderr[-2000:]
+	listed = subprocess.run(
+		[bench_python, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
+		capture_output=True, text=True, timeout=120,
+	)  # fmt: skip
+	installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed.stdout)}
+	changes = [
+		f"{m['name']} {installed[key]} -> {m['version']}"
+		for item in json.loads(report.stdout)["install"]
+		if (m := item["metadata"]) and (key := m["name"].lower().replace("_", "-")) in pinned
+		and key in installed and installed[key] != m["version"]
+	]  # fmt: skip
+	assert not changes, f"installing requirements-test.txt would change Frappe's pins: {changes}"
