@@ -524,18 +524,28 @@ class ConnectionKiller:
 		self.thread.join(self.seconds + 30)
 		self.root.close()
 
+	def kill_once(self) -> int:
+		"""``KILL`` every connection of the site's user but this process's own, now; returns how many."""
+		killed = 0
+		with self.root.cursor() as cur:
+			cur.execute(
+				"SELECT id FROM information_schema.PROCESSLIST WHERE user = %s AND id != %s",
+				(self.user, self.mine),
+			)
+			for (conn_id,) in cur.fetchall():
+				with contextlib.suppress(Exception):
+					cur.execute(f"KILL {int(conn_id)}")
+					killed += 1
+		self.killed += killed
+		return killed
+
+	def close(self) -> None:
+		self.root.close()
+
 	def _run(self) -> None:
 		end = time.monotonic() + self.seconds
 		while time.monotonic() < end:
-			with self.root.cursor() as cur:
-				cur.execute(
-					"SELECT id FROM information_schema.PROCESSLIST WHERE user = %s AND id != %s",
-					(self.user, self.mine),
-				)
-				for (conn_id,) in cur.fetchall():
-					with contextlib.suppress(Exception):
-						cur.execute(f"KILL {int(conn_id)}")
-						self.killed += 1
+			self.kill_once()
 			time.sleep(self.every)
 		self.ended_at = time.monotonic()
 

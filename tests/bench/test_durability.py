@@ -16,6 +16,7 @@ from spine import envelope
 from tests.bench.helpers import (
 	BenchProcess,
 	OwnRedis,
+	Pipeline,
 	bench_redis_queue,
 	comments_per_message,
 	produce,
@@ -25,6 +26,7 @@ from tests.bench.helpers import (
 	unique,
 	wait_for,
 )
+from tests.brokers import KIND
 
 pytestmark = pytest.mark.slow
 
@@ -172,3 +174,62 @@ def test_a_jsonworker_killed_mid_job_loses_nothing_and_handles_once(
 			dispatcher.stop()
 			worker.stop()
 	_each_handled_once(topic, envs)
+
+
+@pytest.mark.skipif(
+	KIND == "noida",
+	reason="the local development broker neither expires group offsets nor keeps topic ids",
+)
+def test_expired_group_offsets_resume_from_what_message_log_holds(consumer_config, frappe_site):
+	"""Apache Kafka drops an empty group's committed offsets after offsets.retention.minutes (7 days by
+	default; 1 minute here, checked every second). Messages produced meanwhile are stored and handled
+	once the dispatcher is back, none of them skipped and none stored twice, although the block says
+	``auto.offset.reset: latest`` (which, followed, would skip them) and the group has no offset."""
+	from tests.apache_kafka.broker import KraftCluster
+	from tests.conftest import create_topic
+
+	kafka = KraftCluster(1, broker_props={"offsets.retention.minutes": 1,
+		"offsets.retention.check.interval.ms": 1000}).start()  # fmt: skip
+	try:
+		bootstrap = kafka.bootstrap_servers
+		topic = create_topic(bootstrap, partitions=2, prefix="expiry")
+		consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": HANDLER})
+		group = unique("expiry")
+		first, later = _messages(topic, 200), _messages(topic, 100, start=200)
+		with site_kafka(bootstrap, **{"group.id": group, "auto.offset.reset": "latest"}):
+			pipe = Pipeline(unique("q"))
+			try:
+				wait_for(lambda: "assigned" in pipe.dispatcher.output(), 60, what=pipe.logs)
+				_publish(bootstrap, topic, first)
+				wait_for(lambda: statuses(topic).get("Processed") == 200, 60, what=pipe.logs)
+				# what is stored is committed on the broker too, then the dispatcher stops
+				wait_for(lambda: _committed(bootstrap, group, topic) == 200, 30, what="the commits")
+			finally:
+				pipe.stop()
+			# empty now: the broker expires the group's offsets a minute later
+			wait_for(lambda: _committed(bootstrap, group, topic) == 0, 150, interval=2,
+				what="the broker to expire the group's offsets")  # fmt: skip
+			_publish(bootstrap, topic, later)
+			pipe = Pipeline(unique("q"))
+			try:
+				wait_for(lambda: statuses(topic).get("Processed") == 300, 60,
+					what=lambda: f"all handled: {statuses(topic)}\n{pipe.logs()}")  # fmt: skip
+			finally:
+				pipe.stop()
+		assert "resuming from stored offset" in pipe.dispatcher.output(), pipe.dispatcher.output()[-2000:]
+		_each_handled_once(topic, first + later)
+	finally:
+		kafka.stop()
+
+
+def _committed(bootstrap: str, group: str, topic: str) -> int:
+	"""How many messages of ``topic`` the group has committed, over both partitions (0: none)."""
+	from confluent_kafka import Consumer, KafkaException, TopicPartition
+
+	c = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+	try:
+		return sum(max(tp.offset, 0) for tp in c.committed([TopicPartition(topic, p) for p in (0, 1)], 10))
+	except KafkaException:
+		return -1  # the coordinator is still loading: not known yet
+	finally:
+		c.close()
