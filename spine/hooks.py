@@ -1,3 +1,5 @@
+"""Frappe's declarations for Spine: document events of every DocType to the capture hook, the per-minute scheduler jobs, install/uninstall and migrate hooks, Desk assets and log clearing."""
+
 app_name = "spine"
 app_title = "Spine"
 app_publisher = "Spine contributors"

@@ -28,11 +28,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, Message
+from confluent_kafka import Consumer, Message
 
-from spine.errors import ConsumerFatalError
 from spine.kafka.audit import Audit
 from spine.kafka.commits import Commits
+from spine.kafka.consumer_errors import is_error
 from spine.kafka.doorbell import Waiter
 from spine.kafka.handover import HandOver
 from spine.kafka.holding import Holding
@@ -162,7 +162,7 @@ class Dispatcher:
 					time.sleep(min(self.poll_timeout, 1.0))
 					continue
 				msgs = self._poll(consumer)
-				if self.holding.add([m for m in msgs if not self._is_error(m)]):
+				if self.holding.add([m for m in msgs if not is_error(m, self.name, self.conf)]):
 					self.idle.traffic()
 				if self.holding.due(self.stopping):
 					self._hand_over(consumer, self.holding.take())
@@ -231,25 +231,6 @@ class Dispatcher:
 			self.report_lag(self.commits.lag(consumer))
 		except Exception as e:
 			log.debug("%s: lag not reported: %s", self.name, e)
-
-	def _is_error(self, msg: Message) -> bool:
-		err = msg.error()
-		if err is None:
-			return False
-		if err.fatal():
-			member = self.conf.get("group.instance.id")
-			raise ConsumerFatalError(
-				f"{self.name}: the Kafka consumer stopped for good ({err.str()})"
-				+ (
-					f"; another consumer of group {self.conf.get('group.id')} uses group.instance.id {member}: "
-					"is a second eventdispatcher serving this site from this host?"
-					if member
-					else ""
-				)
-			)
-		if err.code() != KafkaError._PARTITION_EOF:
-			log.warning("%s: consumer error on %s [%s]: %s", self.name, msg.topic(), msg.partition(), err)
-		return True
 
 	def _close(self, consumer: Consumer) -> None:
 		try:

@@ -18,35 +18,13 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine.errors import PermanentHandlerError, SkipMessage, SpineError
+from spine.errors import SpineError
 from spine.schema import TABLES
-from spine.sync import document_map
+from spine.sync import document_map, mapping
+from spine.sync.outcomes import SyncFailed, SyncSkipped, SyncWaiting
 from spine.sync.rules import split
 
-# Never copied from the source: Frappe's own bookkeeping, and what only this site decides.
-_NOT_COPIED = frozenset({
-	"name", "owner", "creation", "modified", "modified_by", "docstatus", "idx", "parent", "parentfield",
-	"parenttype", "amended_from", "naming_series", "_user_tags", "_comments", "_assign", "_liked_by", "_seen",
-	"doctype", "__last_sync_on", "rename_meta",
-})  # fmt: skip
-_LINKS = ("Link", "Dynamic Link")
 _UPSERT = frozenset({"after_insert", "on_update", "on_update_after_submit"})
-
-
-class SyncSkipped(SkipMessage):
-	"""The message changes nothing here; ``reason`` says why."""
-
-
-class SyncWaiting(SpineError):
-	"""A document the message links to is not here yet (``waiting_for`` = ``DocType:name``)."""
-
-	def __init__(self, waiting_for: str, reason: str):
-		super().__init__(reason)
-		self.waiting_for = waiting_for
-
-
-class SyncFailed(PermanentHandlerError):
-	"""Frappe refused the mapped document; the message says why and what was mapped."""
 
 
 @dataclass
@@ -122,7 +100,7 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 
 	if event == "after_rename":
 		return _rename_plan(payload, rule, origin, remote, local_doctype, entry)
-	values, tables, ignore_flag = _mapped(payload, rule, meta, origin)
+	values, tables, ignore_flag = mapping.mapped(payload, rule, meta, origin)
 	local = _find_local(rule, origin, remote, local_doctype, values, entry)
 	base = {"local_doctype": local_doctype, "local_name": local, "remote_name": remote, "origin": origin,
 		"map_entry": entry.name if entry else None}  # fmt: skip
@@ -217,7 +195,7 @@ def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, en
 		raise SyncSkipped("a rename message without rename_meta.old_name")
 	old_entry = document_map.get(origin, local_doctype, old)
 	local = (old_entry.local_name if old_entry and rule.get("find_by") != "Same name" else None) or (
-		old if _exists(local_doctype, old) else None
+		old if mapping.exists(local_doctype, old) else None
 	)
 	if not local:
 		raise SyncSkipped(f"the source renamed {old} to {new}; {local_doctype} {old} is not here")
@@ -230,99 +208,14 @@ def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, en
 	return plan
 
 
-def _mapped(payload: dict[str, Any], rule: dict[str, Any], meta, origin: str):
-	"""(values, child tables, whether link validation must be relaxed) for the local DocType."""
-	values: dict[str, Any] = {}
-	tables: dict[str, list[dict[str, Any]]] = {}
-	skipped = set()
-	if rule.get("mapping") != "Only mapped fields":
-		for df in meta.fields:
-			if df.fieldname in payload and df.fieldname not in _NOT_COPIED and df.fieldtype not in TABLES:
-				values[df.fieldname] = payload[df.fieldname]
-		for df in meta.get_table_fields():
-			if isinstance(payload.get(df.fieldname), list):
-				tables[df.fieldname] = payload[df.fieldname]
-	for row in rule.get("field_map") or []:
-		target, source = row.get("local_field"), row.get("source_field")
-		if row.get("skip"):
-			values.pop(target, None)
-			tables.pop(target, None)
-			skipped.add(target)
-			continue
-		given = payload.get(source) if source else None
-		df = meta.get_field(target)
-		if df and df.fieldtype in TABLES:
-			if isinstance(given, list):
-				tables[target] = given
-		elif given not in (None, ""):
-			values[target] = given
-		elif row.get("constant") not in (None, ""):
-			values[target] = row["constant"]
-	tables = {
-		name: [_child_values(meta, name, r) for r in rows if isinstance(r, dict)]
-		for name, rows in tables.items()
-	}
-	ignore_flag = _resolve_links(meta, values, tables, rule, origin)
-	return values, tables, ignore_flag
-
-
-def _child_values(meta, table: str, row: dict[str, Any]) -> dict[str, Any]:
-	child = frappe.get_meta(meta.get_field(table).options)
-	return {df.fieldname: row[df.fieldname] for df in child.fields
-		if df.fieldname in row and df.fieldname not in _NOT_COPIED and df.fieldtype not in TABLES}  # fmt: skip
-
-
-def _resolve_links(meta, values, tables, rule, origin: str) -> bool:
-	"""Point links at the local documents; raise SyncWaiting for one that is not here. Returns whether
-	link validation must be relaxed (a link the rule writes even though its document is missing)."""
-	ignore, clear = set(split(rule.get("ignore_links"))), set(split(rule.get("clear_links")))
-	relaxed = False
-
-	def fix(doc_meta, data: dict[str, Any], where: str) -> None:
-		nonlocal relaxed
-		for df in doc_meta.fields:
-			if df.fieldtype not in _LINKS or not data.get(df.fieldname):
-				continue
-			target = df.options if df.fieldtype == "Link" else data.get(df.options)
-			if not target or target == "DocType" or not _exists("DocType", target):
-				continue
-			value = data[df.fieldname]
-			local = document_map.local_name(origin, target, value) or value
-			data[df.fieldname] = local
-			if _exists(target, local):
-				continue
-			if df.fieldname in clear:
-				data[df.fieldname] = None
-			elif df.fieldname in ignore:
-				relaxed = True
-			else:
-				raise SyncWaiting(
-					f"{target}:{value}",
-					f"waiting for {target} {value} (linked from {where}{df.fieldname}): it is not on this site yet",
-				)
-
-	fix(meta, values, "")
-	for table, rows in tables.items():
-		child_meta = frappe.get_meta(meta.get_field(table).options)
-		for row in rows:
-			fix(child_meta, row, f"{table} row {row.get('idx', '?')}: ")
-	return relaxed
-
-
-def _exists(doctype: str, name: str) -> bool:
-	"""Whether ``doctype`` has a document ``name`` (one indexed read; ``frappe.db.exists`` builds its
-	query through the query builder, which costs more than the read on every message of a sync)."""
-	return bool(frappe.db.sql(f"SELECT 1 FROM `tab{doctype}` WHERE name = %s", (name,)))
-
-
 def _find_local(
 	rule, origin: str, remote: str, local_doctype: str, values: dict[str, Any], entry
 ) -> str | None:
-	if entry and _exists(local_doctype, entry.local_name):
+	if entry and mapping.exists(local_doctype, entry.local_name):
 		return entry.local_name
 	by = rule.get("find_by") or "Same name"
 	if by == "Same name":
-		return remote if _exists(local_doctype, remote) else None
+		return remote if mapping.exists(local_doctype, remote) else None
 	if by == "Match fields":
 		keys = split(rule.get("match_fields"))
 		if any(values.get(k) in (None, "") for k in keys):

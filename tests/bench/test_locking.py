@@ -83,13 +83,13 @@ def test_a_processing_batch_holds_up_no_save(stored_batch):
 	import frappe
 	from frappe.utils import now_datetime
 
-	from spine.consumer import processor
+	from spine.consumer import batch, processor
 
 	names, _ = stored_batch
 	other = _raw_connection()
 	try:
 		locked = frappe.db.sql(
-			processor._LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": 500}
+			batch.LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": 500}
 		)
 		assert len(locked) == len(names), "the batch holds its rows"
 		_capture_from_elsewhere(other)  # while the handlers would run
@@ -104,12 +104,12 @@ def test_a_processing_batch_holds_up_no_save(stored_batch):
 def test_an_intake_job_handling_what_it_stored_holds_up_no_save(stored_batch):
 	import frappe
 
-	from spine.consumer import processor
+	from spine.consumer import batch, processor
 
 	_, message_ids = stored_batch
 	other = _raw_connection()
 	try:
-		locked = frappe.db.sql(processor._LOCK_STORED_SQL, {"ids": tuple(message_ids)})
+		locked = frappe.db.sql(batch.LOCK_STORED_SQL, {"ids": tuple(message_ids)})
 		assert len(locked) == len(message_ids)
 		_capture_from_elsewhere(other)
 	finally:

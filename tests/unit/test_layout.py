@@ -150,3 +150,25 @@ def test_spine_adapter_holds_only_the_frappe_module_and_aliases():
 		assert body and all(
 			isinstance(n, ast.ImportFrom) for n in body
 		), f"{path.name} must be an alias (imports only), not code"
+
+
+MAX_MODULE_LINES = 400
+MAX_CLASS_LINES = 200
+
+
+def test_modules_and_classes_stay_small():
+	"""A newcomer finds the 20 lines that matter: no module of ``spine/`` over 400 lines, no class over
+	200 (tests and benchmarks are not held to it). Each module's docstring says what it owns."""
+	too_big = []
+	for name, path in sorted(modules().items()):
+		source = path.read_text()
+		lines = len(source.splitlines())
+		if lines > MAX_MODULE_LINES:
+			too_big.append(f"{name}: {lines} lines")
+		tree = ast.parse(source)
+		for node in ast.walk(tree):
+			if isinstance(node, ast.ClassDef) and node.end_lineno - node.lineno + 1 > MAX_CLASS_LINES:
+				too_big.append(f"{name}.{node.name}: {node.end_lineno - node.lineno + 1} lines")
+		if lines > 20 and not ast.get_docstring(tree):
+			too_big.append(f"{name}: no docstring saying what it owns")
+	assert not too_big, "\n".join(too_big)

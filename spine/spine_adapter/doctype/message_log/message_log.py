@@ -1,3 +1,5 @@
+"""Message Log's controller: Desk's Retry/Replay/Republish (delegated to ``spine.desk.actions``), old-log clearing, and the table's indexes."""
+
 import frappe
 from frappe.model.document import Document
 

@@ -1,3 +1,5 @@
+"""Spine Consumer Config's controller: checks on save (``spine.settings.validation``) and the cache cleared after it."""
+
 import frappe
 from frappe.model.document import Document
 

@@ -1,3 +1,5 @@
+"""Spine Payload Schema's controller: the schemas received or published, one per topic, DocType and version."""
+
 import frappe
 from frappe.model.document import Document
 

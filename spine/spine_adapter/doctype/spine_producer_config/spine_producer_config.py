@@ -1,3 +1,5 @@
+"""Spine Producer Config's controller: checks on save, schemas shown, and the cache cleared after it."""
+
 import frappe
 from frappe.model.document import Document
 

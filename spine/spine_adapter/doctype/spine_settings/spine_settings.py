@@ -1,3 +1,5 @@
+"""Spine Settings' controller: this site's signing key and the site-wide switches."""
+
 import frappe
 from frappe.model.document import Document
 

@@ -1,3 +1,5 @@
+"""Spine Sync Rule's controller: checks on save (``spine.sync.rules``), Preview and Initial sync buttons."""
+
 import frappe
 from frappe.model.document import Document
 
