@@ -305,7 +305,7 @@ class KraftCluster:
 		done = subprocess.run(
 			[java(), "-Xmx256m", f"-Dlog4j2.configurationFile={n.dir / 'log4j2.properties'}",
 				"-cp", f"{self.jars}/*", "kafka.tools.StorageTool", "format", "--ignore-formatted",
-				"-t", cluster_id, "-c", str(props), *self.format_args(n)],
+				f"--cluster-id={cluster_id}", "-c", str(props), *self.format_args(n)],
 			capture_output=True, text=True,
 		)  # fmt: skip
 		if done.returncode != 0:

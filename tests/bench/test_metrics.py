@@ -111,9 +111,9 @@ def test_each_process_serves_the_exact_counts_of_a_flow(
 				and len([k for k in scrape(ports["dispatcher"]) if f'topic="{topic}"' in k]) == 3, 30,
 				what="the lag gauges of the three partitions at 0")  # fmt: skip
 			dispatcher = scrape(ports["dispatcher"])
-			status_lag = {
-				p["partition"]: p["lag"] for p in consumer_lag()["partitions"] if p["topic"] == topic
-			}
+			report = consumer_lag()
+			status_lag = {p["partition"]: p["lag"] for p in report["partitions"] if p["topic"] == topic}
+			dispatcher_log = procs[1].output()[-3000:]
 	finally:
 		for p in procs:
 			p.stop()
@@ -143,7 +143,9 @@ def test_each_process_serves_the_exact_counts_of_a_flow(
 		for k, v in dispatcher.items()
 		if k.startswith("spine_consumer_lag") and f'topic="{topic}"' in k
 	}
-	assert lag == {p: float(n) for p, n in status_lag.items()}, "the lag gauge says what spine-status says"
+	assert lag == {p: float(n) for p, n in status_lag.items()}, (
+		f"the lag gauge says what spine-status says\n{report}\n{dispatcher_log}"
+	)
 	assert total(dispatcher, "spine_process_up", site=site, process="eventdispatcher") == 1
 
 
