@@ -4,7 +4,11 @@
   of spine-relay + eventdispatcher + jsonworker (2 workers) serving 1, 5 and 20 sites;
 * save → handler latency on site A (SPINE_SITE) while the other sites idle, in both forms;
 * fairness: A's save → handler latency while another site works through a 100,000-message backlog
-  (bench-wide processes), beside A's idle latency.
+  (bench-wide processes), beside A's idle latency;
+* on Apache Kafka, the bench-wide set again with variants of the sites' kafka blocks (``--variants``):
+  the idle pause of the development broker (``spine.consumer.idle.pause.ms`` 10, with the relay's
+  doorbell) and ``fetch.wait.max.ms`` 500 instead of Spine's 50, each with the broker's own idle CPU
+  beside the processes' (an idle consumer's fetches cost the broker too).
 
 Every served site has Spine installed, a kafka block on one local broker and a Spine Consumer
 Config row of its own topic (it subscribes and idles). The extra sites are made with
@@ -24,6 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from common import (
+	BROKER_PIDS,
 	connect_site,
 	local_broker,
 	save_to_handler_ms,
@@ -48,6 +53,8 @@ def main() -> None:
 	parser.add_argument("--samples", type=int, default=30, help="saves on A timed one at a time")
 	parser.add_argument("--backlog", type=int, default=100_000, help="messages of the busy site's backlog")
 	parser.add_argument("--drop-sites", action="store_true", help="drop the extra sites at the end")
+	parser.add_argument("--variants", default="pause,wait500",
+		help="kafka-block variants of the bench-wide set to measure too (pause, wait500; '' for none)")  # fmt: skip
 	parser.add_argument("--out", default="benchmarks/results/benchwide.json")
 	args = parser.parse_args()
 	out = str((Path.cwd() / args.out).resolve())
@@ -77,6 +84,14 @@ def main() -> None:
 				for mode in ("bench-wide", "per-site"):
 					row[mode] = measure(frappe, mode, served, site_a, topics[site_a], args)
 					print_row(k, mode, row[mode])
+				for variant in [v for v in args.variants.split(",") if v]:
+					for site in served:
+						set_kafka(frappe, site, bootstrap, VARIANTS[variant][1])
+					mode = f"bench-wide, {VARIANTS[variant][0]}"
+					row[mode] = measure(frappe, "bench-wide", served, site_a, topics[site_a], args)
+					print_row(k, mode, row[mode])
+					for site in served:
+						set_kafka(frappe, site, bootstrap)
 				results["by_sites"][k] = row
 			# fairness: A and one busy site, bench-wide processes
 			busy = extra[0]
@@ -94,7 +109,8 @@ def main() -> None:
 			rows.append(
 				(
 					f"{k} site(s), {mode}: processes / RSS / PSS / idle CPU / save → handler p50 (p95)",
-					f"{m['processes']} / {m['rss_mb']:.0f} MB / {m['pss_mb']:.0f} MB / {m['idle_cpu_percent']:.1f} % / "
+					f"{m['processes']} / {m['rss_mb']:.0f} MB / {m['pss_mb']:.0f} MB / {m['idle_cpu_percent']:.1f} % "
+					f"(broker {m['broker_idle_cpu_percent']:.1f} %) / "
 					f"{m['latency_ms']['median']:.1f} ({m['latency_ms']['p95']:.1f}) ms",
 				)
 			)
@@ -184,13 +200,25 @@ def _row(row) -> dict:
 	return {k: v for k, v in row.as_dict().items() if k not in ("name", "parent", "creation", "modified")}
 
 
-def set_kafka(frappe, site: str, bootstrap: str | None) -> None:
+# variant name: (how the table names it, what the sites' kafka blocks add)
+VARIANTS = {
+	"pause": ("idle pause 10 ms", {"spine.consumer.idle.pause.ms": 10}),
+	"wait500": ("fetch.wait.max.ms 500", {"fetch.wait.max.ms": 500}),
+}
+
+
+def set_kafka(frappe, site: str, bootstrap: str | None, extra: dict | None = None) -> None:
 	from frappe.installer import update_site_config
 
 	from tests.brokers import client_settings
 
 	with on_site(site):
-		conf = {"bootstrap.servers": bootstrap, "client.id": f"bench-{site}", **client_settings()}
+		conf = {
+			"bootstrap.servers": bootstrap,
+			"client.id": f"bench-{site}",
+			**client_settings(),
+			**(extra or {}),
+		}
 		update_site_config("kafka", conf if bootstrap else "None")
 
 
@@ -231,8 +259,10 @@ def measure(frappe, mode: str, served: list[str], site_a: str, topic_a: str, arg
 		rss = sum(tree_rss_kb(p.pid) for p in procs)
 		pss = sum(_pss_kb(pid) for pid in pids)
 		cpu0 = sum(tree_cpu_seconds(p.pid) for p in procs)
+		broker0 = sum(tree_cpu_seconds(pid) for pid in BROKER_PIDS)
 		time.sleep(args.idle_seconds)
 		idle_cpu = (sum(tree_cpu_seconds(p.pid) for p in procs) - cpu0) / args.idle_seconds
+		broker_cpu = (sum(tree_cpu_seconds(pid) for pid in BROKER_PIDS) - broker0) / args.idle_seconds
 		latency = save_to_handler_ms(frappe, topic_a, args.samples)
 		return {
 			"sites": len(served),
@@ -241,6 +271,7 @@ def measure(frappe, mode: str, served: list[str], site_a: str, topic_a: str, arg
 			"rss_mb": rss / 1024,
 			"pss_mb": pss / 1024,
 			"idle_cpu_percent": idle_cpu * 100,
+			"broker_idle_cpu_percent": broker_cpu * 100,
 			"latency_ms": summary(latency),
 		}
 	finally:
@@ -320,7 +351,8 @@ def _pss_kb(pid: int) -> int:
 def print_row(k: int, mode: str, m: dict) -> None:
 	print(
 		f"{k:>3} site(s) {mode:<10}: {m['processes']:>3} processes, RSS {m['rss_mb']:,.0f} MB, PSS "
-		f"{m['pss_mb']:,.0f} MB, idle CPU {m['idle_cpu_percent']:.1f} %, save → handler p50 "
+		f"{m['pss_mb']:,.0f} MB, idle CPU {m['idle_cpu_percent']:.1f} % (broker {m['broker_idle_cpu_percent']:.1f} %), "
+		"save → handler p50 "
 		f"{m['latency_ms']['median']:.1f} ms (ready in {m['ready_seconds']}s)",
 		flush=True,
 	)

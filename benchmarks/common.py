@@ -39,6 +39,7 @@ def connect_site():
 
 
 BROKER: list[str] = []  # what this benchmark ran against, for its JSON
+BROKER_PIDS: list[int] = []  # its processes, where the benchmark started it
 
 
 @contextmanager
@@ -49,6 +50,7 @@ def local_broker():
 
 	with running_broker() as broker:
 		BROKER.append(broker.description)
+		BROKER_PIDS[:] = list(broker.pids)
 		print(f"broker: {broker.description}", flush=True)
 		yield broker.bootstrap_servers
 

@@ -25,6 +25,7 @@ if KIND not in ("kafka", "noida"):
 class Broker:
 	bootstrap_servers: str
 	description: str  # what the run says it ran against
+	pids: tuple[int, ...] = ()  # the broker's processes, where this run started them (CPU is measured)
 
 
 def client_settings() -> dict[str, Any]:
@@ -61,7 +62,7 @@ def running_broker() -> Iterator[Broker]:
 
 	cluster = KraftCluster(1).start()
 	try:
-		yield Broker(cluster.bootstrap_servers, cluster.describe())
+		yield Broker(cluster.bootstrap_servers, cluster.describe(), tuple(n.process.pid for n in cluster.nodes))
 	finally:
 		cluster.stop()
 
