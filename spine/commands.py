@@ -348,11 +348,15 @@ def spine_status(context, as_json: bool, max_age: int, no_lag: bool) -> None:
 
 	sites = _named_sites(context)
 	if len(sites) == 1:
-		from spine.desk.status import collect, render
+		from spine.desk.status import collect, refused, render
 
 		with _on_site(context):
 			report = collect(max_age_seconds=max_age, with_lag=not no_lag)
 		stuck = bool(report["problems"])
+		if refusal := refused(report):
+			click.echo(json.dumps(report, indent=1, default=str) if as_json else render(report))
+			click.echo(f"Error: {refusal}", err=True)
+			raise SystemExit(1)
 	else:
 		from spine.benchwide.status import collect, render
 

@@ -50,7 +50,13 @@ def consumer_lag_total(filters: Any = None) -> dict[str, Any] | str:
 
 	lag = consumer_lag()
 	if lag.get("error"):
-		return "unknown: " + ("broker unreachable" if "did not answer" in lag["error"] else "bad kafka block")
+		error = lag["error"]
+		return "unknown: " + (
+			"login refused" if "refused the login" in error
+			else "TLS handshake failed" if "TLS handshake" in error
+			else "broker unreachable" if "did not answer" in error
+			else "bad kafka block"
+		)  # fmt: skip
 	return {"value": lag.get("total", 0), "fieldtype": "Int"}
 
 
@@ -77,7 +83,8 @@ def messages_per_hour(chart_name: str | None = None, filters: Any = None, **_: A
 
 @frappe.whitelist()
 def consumer_lag_by_partition(chart_name: str | None = None, filters: Any = None, **_: Any) -> dict[str, Any]:
-	"""Consumer lag per topic and partition."""
+	"""Consumer lag per topic and partition; a partition without a leader or with replicas out of sync
+	says so in its label."""
 	frappe.only_for("System Manager")
 	from spine.desk.status import consumer_lag
 
@@ -86,6 +93,16 @@ def consumer_lag_by_partition(chart_name: str | None = None, filters: Any = None
 	if not parts:
 		return {}  # Desk shows "No Data" rather than an empty axis
 	return {
-		"labels": [f"{p['topic']}[{p['partition']}]" for p in parts],
+		"labels": [f"{p['topic']}[{p['partition']}]" + _health(p) for p in parts],
 		"datasets": [{"name": "Lag", "values": [p["lag"] for p in parts]}],
 	}
+
+
+def _health(partition: dict[str, Any]) -> str:
+	"""`` (no leader)`` / `` (2 of 3 replicas in sync)`` after a partition's label, where the cluster
+	says so."""
+	if partition.get("leader", 0) < 0:
+		return " (no leader)"
+	if partition.get("in_sync", 0) < partition.get("replicas", 0):
+		return f" ({partition['in_sync']} of {partition['replicas']} replicas in sync)"
+	return ""

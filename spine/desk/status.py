@@ -44,10 +44,51 @@ def collect(max_age_seconds: int = DEFAULT_MAX_AGE_SECONDS, with_lag: bool = Tru
 		"consumer_lag": None,
 		"max_age_seconds": max_age_seconds,
 	}
+	report["held_outbound"] = held_outbound()
+	report["cluster"] = None
 	if with_lag:
 		report["consumer_lag"] = consumer_lag()
+		report["cluster"] = cluster_state()
 	report["problems"] = problems(report)
 	return report
+
+
+def refused(report: dict[str, Any]) -> str | None:
+	"""The broker's refusal of this site (a login or a TLS handshake), with what to check: the
+	``Error:`` line spine-status ends with; None when it was not refused."""
+	error = (report.get("consumer_lag") or {}).get("error") or ""
+	hint = broker.refusal_hint(error)
+	return f"{error}; {hint}" if hint else None
+
+
+def held_outbound() -> list[dict[str, Any]]:
+	"""Per topic, the Pending outbound rows the broker refused or did not confirm, with the latest
+	error: what the relay retries (an authorization error until the ACL is added)."""
+	rows = frappe.db.sql(
+		"""SELECT topic, COUNT(*) AS n, MAX(modified) AS since,
+			SUBSTRING_INDEX(GROUP_CONCAT(last_error ORDER BY modified DESC SEPARATOR '\x1e'), '\x1e', 1) AS error
+		FROM `tabMessage Log` WHERE direction = 'Outbound' AND status = 'Pending' AND last_error IS NOT NULL
+		GROUP BY topic ORDER BY topic""",
+		as_dict=True,
+	)
+	return [{"topic": r.topic, "rows": r.n, "error": (r.error or "")[:300]} for r in rows]
+
+
+def cluster_state() -> list[str] | None:
+	"""The partitions of this site's topics (published or consumed) that have no leader or replicas
+	out of sync; None when the kafka block cannot be used."""
+	from spine.errors import KafkaConfigError
+	from spine.kafka.admin import cluster_problems
+
+	try:
+		settings = broker.site_settings()
+	except KafkaConfigError:
+		return None
+	config_cache.forget_local()
+	topics = set(config_cache.consumer_settings()["topics"]) | {
+		r["topic"] for rows in config_cache.producer_routes().values() for r in rows
+	}
+	return cluster_problems({**settings.admin, "socket.timeout.ms": 5000}, topics) if topics else []
 
 
 def problems(report: dict[str, Any]) -> list[str]:
@@ -67,6 +108,15 @@ def problems(report: dict[str, Any]) -> list[str]:
 	lag = report.get("consumer_lag") or {}
 	if lag.get("error"):
 		found.append(f"consumer lag unknown: {lag['error']}")
+	for held in report.get("held_outbound") or []:
+		if "AUTHORIZATION" in held["error"]:
+			found.append(
+				f"{held['rows']} events to topic {held['topic']} are held: the broker refuses this site's "
+				f"principal ({held['error'][:160]}); add the ACL (README, 'Least ACLs'): they go out then"
+			)
+	for state in report.get("cluster") or []:
+		if "no leader" in state:
+			found.append(f"{state}: nothing can be published to or read from it until a broker leads it")
 	return found
 
 
@@ -80,6 +130,7 @@ def consumer_lag() -> dict[str, Any]:
 	from confluent_kafka import KafkaException
 
 	from spine.errors import KafkaConfigError
+	from spine.kafka.admin import ConnectionErrors
 	from spine.kafka.lag import group_lag
 
 	try:
@@ -87,12 +138,14 @@ def consumer_lag() -> dict[str, Any]:
 	except KafkaConfigError as e:
 		return {"group": None, "error": f"the kafka block cannot be used: {e}"[:300]}
 	group = settings.consumer["group.id"]
+	errors = ConnectionErrors()
 	try:
-		parts = group_lag({**settings.consumer, "socket.timeout.ms": 5000}, topics, timeout=5)
+		parts = group_lag(errors.watch({**settings.consumer, "socket.timeout.ms": 5000}), topics, timeout=5)
 	except KafkaException as e:
+		err = e.args[0] if e.args else e
 		return {
 			"group": group,
-			"error": f"the broker at {settings.bootstrap_servers} did not answer ({e})"[:300],
+			"error": f"Kafka at {settings.bootstrap_servers}: {errors.explain(err)}"[:300],
 		}
 	stored = offsets.positions(group)
 	handed = _handed_over(group)
@@ -149,6 +202,12 @@ def render(report: dict[str, Any]) -> str:
 					f"    {p['topic']}[{p['partition']}]: committed {p['committed']}, stored up to "
 					f"{p.get('stored_up_to')}, handed over up to {p.get('handed_over')}, end {p['end']}, lag {p['lag']}"
 				)
+	for held in report.get("held_outbound") or []:
+		lines.append(
+			f"  held for topic {held['topic']}: {held['rows']} events, last error: {held['error'][:200]}"
+		)
+	for state in report.get("cluster") or []:
+		lines.append(f"  cluster: {state}")
 	lines.append(
 		"  status: " + ("STUCK\n  - " + "\n  - ".join(report["problems"]) if report["problems"] else "ok")
 	)

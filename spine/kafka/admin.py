@@ -8,18 +8,55 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 
+class ConnectionErrors:
+	"""What librdkafka reports while a client connects (its ``error_cb``), so a failure can say why: a
+	refused login (SASL) or a failed TLS handshake (an unknown CA, an expired certificate) rather
+	than "did not answer"."""
+
+	def __init__(self) -> None:
+		self.refusal: str | None = None
+
+	def watch(self, conf: dict[str, Any]) -> dict[str, Any]:
+		"""``conf`` with this watch as its ``error_cb``."""
+		return {**conf, "error_cb": self._on_error}
+
+	def _on_error(self, err: KafkaError) -> None:
+		text = err.str()
+		if err.code() == KafkaError._AUTHENTICATION or "SASL authentication" in text:
+			self.refusal = f"the broker refused the login: {_first_part(text)}"
+		elif (
+			err.code() == KafkaError._SSL
+			or "SSL handshake failed" in text
+			or "certificate verify failed" in text
+		):
+			self.refusal = f"the TLS handshake failed: {_first_part(text)}"
+
+	def explain(self, error: Any) -> str:
+		"""Why the client got ``error``: the refusal seen, else the error's own text."""
+		if self.refusal:
+			return self.refusal
+		return f"the broker did not answer: {getattr(error, 'str', lambda: error)()}"
+
+
+def _first_part(text: str) -> str:
+	"""librdkafka's error text without its connection-state suffix (``(after 5ms in state ...)``)."""
+	return text.split(" (after ")[0].strip()
+
+
 def check(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float = 5) -> dict[str, Any]:
-	"""``{"ok", "brokers", "error", "topics": [{"topic", "exists", "partitions"}]}`` — never raises."""
+	"""``{"ok", "brokers", "error", "topics": [{"topic", "exists", "partitions"}]}`` — never raises.
+	``error`` says whether the broker did not answer, refused the login, or failed the TLS handshake."""
 	wanted = sorted(set(topics))
+	errors = ConnectionErrors()
 	try:
-		meta = AdminClient(admin_conf).list_topics(timeout=timeout)
+		meta = AdminClient(errors.watch(admin_conf)).list_topics(timeout=timeout)
 	except KafkaException as e:
 		err = e.args[0] if e.args else e
-		return {"ok": False, "brokers": 0, "error": f"the broker did not answer: {getattr(err, 'str', lambda: err)()}",
+		return {"ok": False, "brokers": 0, "error": errors.explain(err),
 			"topics": [{"topic": t, "exists": None, "partitions": None} for t in wanted]}  # fmt: skip
 	found = meta.topics
 	return {
@@ -87,3 +124,31 @@ def topic_ids(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float 
 		if tid and tid != ZERO_TOPIC_ID:
 			found[topic] = tid
 	return found
+
+
+def partition_health(client: Any, topic: str, partition: int | None = None, timeout: float = 2) -> str:
+	"""What the cluster's metadata says is wrong with ``topic``'s partitions (``partition`` only, if
+	given): ``"T[2] has no leader"``, ``"T[1] has 2 of 3 replicas in sync"``; ``""`` when nothing is
+	(or the broker does not answer)."""
+	try:
+		meta = client.list_topics(topic, timeout=timeout).topics.get(topic)
+	except KafkaException:
+		return ""
+	if meta is None or meta.error is not None:
+		return f"{topic}: {meta.error.str()}" if meta is not None and meta.error is not None else ""
+	found = []
+	for p in sorted(meta.partitions.values(), key=lambda p: p.id):
+		if partition is not None and partition >= 0 and p.id != partition:
+			continue
+		if p.leader < 0:
+			found.append(f"{topic}[{p.id}] has no leader")
+		elif len(p.isrs) < len(p.replicas):
+			found.append(f"{topic}[{p.id}] has {len(p.isrs)} of {len(p.replicas)} replicas in sync")
+	return "; ".join(found)
+
+
+def cluster_problems(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float = 5) -> list[str]:
+	"""``partition_health`` of every one of ``topics`` that exists: the partitions without a leader or
+	with replicas out of sync (empty when all is well or the broker does not answer)."""
+	client = AdminClient(admin_conf)
+	return [found for t in sorted(set(topics)) if (found := partition_health(client, t, timeout=timeout))]

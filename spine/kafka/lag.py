@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_INVALID, Consumer, TopicPartition
+from confluent_kafka import OFFSET_INVALID, Consumer, KafkaException, TopicPartition
 
 
 @dataclass(frozen=True)
@@ -18,6 +18,18 @@ class PartitionLag:
 	committed: int | None
 	end: int
 	lag: int
+	leader: int = -1  # the broker leading the partition; -1: none (nobody can write or read it)
+	replicas: int = 0
+	in_sync: int = 0  # replicas in sync with the leader (fewer than ``replicas``: under-replicated)
+
+	@property
+	def health(self) -> str | None:
+		"""What is wrong with the partition on the cluster, or None."""
+		if self.leader < 0:
+			return "no leader"
+		if self.in_sync < self.replicas:
+			return f"{self.in_sync} of {self.replicas} replicas in sync"
+		return None
 
 	def as_dict(self) -> dict[str, Any]:
 		return asdict(self)
@@ -43,14 +55,22 @@ def group_lag(
 			tps = [TopicPartition(topic, p) for p in sorted(meta.partitions)]
 			committed = {tp.partition: tp.offset for tp in consumer.committed(tps, timeout=timeout)}
 			for tp in tps:
-				low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+				part = meta.partitions[tp.partition]
+				try:
+					low, high = consumer.get_watermark_offsets(tp, timeout=timeout)
+				except KafkaException:
+					if part.leader >= 0:
+						raise
+					low = high = -1  # no leader to ask: the end is unknown
 				done = committed.get(tp.partition)
 				known = done is not None and done != OFFSET_INVALID and done >= 0
 				result.append(
 					PartitionLag(
-						topic, tp.partition, done if known else None, high, high - (done if known else low)
+						topic, tp.partition, done if known else None, high,
+						max(high - (done if known else low), 0) if high >= 0 else 0,
+						part.leader, len(part.replicas), len(part.isrs),
 					)
-				)
+				)  # fmt: skip
 		return result
 	finally:
 		consumer.close()

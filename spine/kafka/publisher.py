@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from spine.config.kafka import redact
+from spine.kafka.admin import partition_health
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,7 @@ class Delivery:
 	"""The broker's answer for one record: published at (partition, offset), or an error.
 
 	``retriable`` is False for errors that will not go away by trying again (message too
-	large, unknown topic with auto-creation off, authorisation): the caller should park the
+	large, an invalid record): the caller should park the
 	record for an operator instead of retrying it forever.
 	"""
 
@@ -87,6 +88,7 @@ class KafkaPublisher:
 
 	def publish(self, records: Sequence[OutRecord]) -> list[Delivery]:
 		results: dict[int, Delivery] = {}
+		unhealthy: dict[str, int] = {}  # topics whose deliveries failed on the cluster's state
 		producer = self.producer
 
 		def report(index: int, ref: Any):
@@ -94,7 +96,10 @@ class KafkaPublisher:
 				if err is None:
 					results[index] = Delivery(ref, partition=msg.partition(), offset=msg.offset())
 				else:
-					results[index] = Delivery(ref, error=_describe(err), retriable=_retriable(err))
+					error = _describe(err)
+					if err.code() in _CLUSTER_STATE:
+						unhealthy[msg.topic()] = msg.partition()
+					results[index] = Delivery(ref, error=error, retriable=_retriable(err))
 					if err.fatal():
 						self._reset(f"fatal producer error: {_describe(err)}")
 
@@ -133,7 +138,19 @@ class KafkaPublisher:
 			self._reset(f"no delivery report for {len(missing)} records within {self.report_timeout:.0f}s")
 			for i in missing:
 				results[i] = Delivery(records[i].ref, error="no delivery report from the broker in time")
+		if unhealthy:
+			results = self._with_cluster_state(results, records, unhealthy)
 		return [results[i] for i in range(len(records))]
+
+	def _with_cluster_state(self, results: dict[int, Delivery], records: Sequence[OutRecord],
+			unhealthy: dict[str, int]) -> dict[int, Delivery]:  # fmt: skip
+		"""Failed deliveries of ``unhealthy`` topics say what the cluster's metadata shows (once per topic)."""
+		states = {t: partition_health(self.producer, t) for t in unhealthy}
+		for i, d in results.items():
+			state = states.get(records[i].topic)
+			if not d.ok and state:
+				results[i] = Delivery(d.ref, error=f"{d.error} ({state})", retriable=d.retriable)
+		return results
 
 	def close(self, timeout: float = 10) -> None:
 		"""Deliver what is queued (up to ``timeout`` seconds) and drop the producer."""
@@ -169,9 +186,10 @@ def _describe(err: KafkaError) -> str:
 	return f"{err.name()}: {err.str()}"
 
 
+# Refused for good: the record itself is wrong, and sending it again cannot help. An authorization
+# error is not among them: the operator adds the ACL, and the rows held Pending go out then.
 _PERMANENT = {
 	KafkaError.MSG_SIZE_TOO_LARGE,
-	KafkaError.TOPIC_AUTHORIZATION_FAILED,
 	KafkaError.INVALID_MSG_SIZE,
 	KafkaError.RECORD_LIST_TOO_LARGE,
 	KafkaError.INVALID_RECORD,
@@ -182,3 +200,15 @@ _PERMANENT = {
 
 def _retriable(err: KafkaError) -> bool:
 	return err.code() not in _PERMANENT
+
+
+# Errors behind which the cluster's state of the partition is what an operator needs to know
+_CLUSTER_STATE = {
+	KafkaError._MSG_TIMED_OUT,
+	KafkaError.NOT_ENOUGH_REPLICAS,
+	KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
+	KafkaError.LEADER_NOT_AVAILABLE,
+	KafkaError.NOT_LEADER_FOR_PARTITION,
+	KafkaError.REQUEST_TIMED_OUT,
+	KafkaError._TIMED_OUT,
+}

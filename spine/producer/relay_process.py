@@ -83,15 +83,10 @@ def publish_until(publisher: Publisher, stopped: Callable[[], bool]) -> None:
 	cache = compat.cache()
 	wake, alive = cache.make_key(_WAKE_KEY), cache.make_key(_ALIVE_KEY)
 	log.info("spine-relay@%s: publishing committed events as they come (pid %s)", site, os.getpid())
-	try:
-		if signing_key.announce():  # a key made before the site had a broker
-			frappe.db.commit()  # nosemgrep: frappe-manual-commit - the key's outbox row, published next
-	except Exception as e:
-		frappe.db.rollback()
-		log.warning("spine-relay@%s: the signing key could not be announced on spine.keys: %s", site, e)
+	outage = db_connection.Outage(f"spine-relay@{site}")
+	_announce_key(outage)
 	last_scan = next_report = 0.0
 	scan_every = RETRY_SCAN_SECONDS
-	outage = db_connection.Outage(f"spine-relay@{site}")
 	metrics.set_gauge("spine_process_up", 1, site=site, process="spine-relay")
 	try:
 		while not stopped():
@@ -127,6 +122,28 @@ def publish_until(publisher: Publisher, stopped: Callable[[], bool]) -> None:
 			pass  # Redis is away: the key expires in ALIVE_SECONDS
 		metrics.set_gauge("spine_process_up", 0, site=site, process="spine-relay")
 		log.info("spine-relay@%s: stopped", site)
+
+
+def _announce_key(outage: db_connection.Outage) -> None:
+	"""Publish the site's key if it was made before the site had a broker (``signing_key.announce``).
+	Never raises: a key not announced now is logged, and the relay publishes anyway; a connection lost
+	meanwhile is replaced (seen: a KILL right after start made the relay's rollback raise, and it died)."""
+
+	def announce() -> None:
+		if signing_key.announce():
+			frappe.db.commit()  # nosemgrep: frappe-manual-commit - the key's outbox row, published next
+
+	try:
+		db_connection.call(announce, outage)
+	except Exception as e:
+		log.warning(
+			"spine-relay@%s: the signing key could not be announced on spine.keys (%s); events are "
+			"published anyway", frappe.local.site, e,
+		)  # fmt: skip
+		try:
+			frappe.db.rollback()
+		except Exception:
+			_try_reconnect()  # the connection died too: the first pass finds a new one
 
 
 def _pass(publisher: Publisher, woken: bool) -> int:

@@ -39,12 +39,28 @@ def check_reachable(settings: KafkaSettings | None = None, timeout: float = 10) 
 	settings = settings or site_settings()
 	report = check(settings.admin, [], timeout=timeout)
 	if not report["ok"]:
+		error = report["error"]
+		if hint := refusal_hint(error):
+			raise BrokerUnavailable(f"Kafka at {settings.bootstrap_servers}: {error}; {hint}")
 		raise BrokerUnavailable(
-			f"the Kafka broker at {settings.bootstrap_servers} does not answer ({report['error']}). "
+			f"the Kafka broker at {settings.bootstrap_servers} does not answer ({error}). "
 			f"Start it, or for development run `bench --site {frappe.local.site} spine-dev` "
 			"(or `bench spine-broker`) for a local one."
 		)
 	return settings
+
+
+def refusal_hint(error: str) -> str | None:
+	"""What to check when the broker refused this site (``spine.kafka.admin.ConnectionErrors``'s
+	text): the login or the TLS settings of the kafka block; None for other errors."""
+	if "refused the login" in error:
+		return 'check "sasl.username", "sasl.password" and "sasl.mechanisms" in the kafka block'
+	if "TLS handshake" in error:
+		return (
+			'check "ssl.ca.location" (the CA that signed the broker\'s certificate) in the kafka block, '
+			"and that the broker's certificate has not expired"
+		)
+	return None
 
 
 def ensure_topic(topic: str, why: str) -> None:
