@@ -143,10 +143,8 @@ def consumer_lag() -> dict[str, Any]:
 		parts = group_lag(errors.watch({**settings.consumer, "socket.timeout.ms": 5000}), topics, timeout=5)
 	except KafkaException as e:
 		err = e.args[0] if e.args else e
-		return {
-			"group": group,
-			"error": f"Kafka at {settings.bootstrap_servers}: {errors.explain(err)}"[:300],
-		}
+		why = errors.explain(err, settings.admin)
+		return {"group": group, "error": f"Kafka at {settings.bootstrap_servers}: {why}"[:400]}
 	stored = offsets.positions(group)
 	handed = _handed_over(group)
 	return {

@@ -35,11 +35,58 @@ class ConnectionErrors:
 		):
 			self.refusal = f"the TLS handshake failed: {_first_part(text)}"
 
-	def explain(self, error: Any) -> str:
-		"""Why the client got ``error``: the refusal seen, else the error's own text."""
+	def explain(self, error: Any, conf: dict[str, Any] | None = None) -> str:
+		"""Why the client got ``error``: the refusal seen (for a failed TLS handshake, what is wrong
+		with the broker's certificate, given the client's ``conf``), else the error's own text."""
 		if self.refusal:
+			if conf and "TLS handshake" in self.refusal and (found := certificate_problem(conf)):
+				return f"the TLS handshake failed: {found}"
 			return self.refusal
 		return f"the broker did not answer: {getattr(error, 'str', lambda: error)()}"
+
+
+def certificate_problem(conf: dict[str, Any], timeout: float = 5) -> str | None:
+	"""What is wrong with the certificate the first bootstrap server presents, read without verifying
+	it: expired, not yet valid, or not signed by the CA in ``ssl.ca.location``; None if nothing found
+	(or it cannot be read)."""
+	import datetime
+	import socket
+	import ssl
+
+	from cryptography import x509
+
+	host, _, port = str(conf.get("bootstrap.servers", "")).split(",")[0].strip().rpartition(":")
+	if not host or not port.isdigit():
+		return None
+	context = ssl.create_default_context()
+	context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+	try:
+		with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+			with context.wrap_socket(raw, server_hostname=host) as tls:
+				cert = x509.load_der_x509_certificate(tls.getpeercert(binary_form=True))
+	except (OSError, ValueError):
+		return None
+	now = datetime.datetime.now(datetime.timezone.utc)
+	subject = cert.subject.rfc4514_string()
+	if cert.not_valid_after_utc < now:
+		return (
+			f"the broker's certificate ({subject}) expired on {cert.not_valid_after_utc:%Y-%m-%d %H:%M} UTC"
+		)
+	if cert.not_valid_before_utc > now:
+		return f"the broker's certificate ({subject}) is valid only from {cert.not_valid_before_utc:%Y-%m-%d %H:%M} UTC"
+	ca_file = conf.get("ssl.ca.location")
+	if ca_file:
+		try:
+			with open(ca_file, "rb") as f:
+				cas = x509.load_pem_x509_certificates(f.read())
+		except (OSError, ValueError):
+			return f'"ssl.ca.location" ({ca_file}) cannot be read as PEM certificates'
+		if cert.issuer not in {ca.subject for ca in cas}:
+			return (
+				f"the broker's certificate ({subject}) is issued by {cert.issuer.rfc4514_string()}, "
+				f'which is not a CA in "ssl.ca.location" ({ca_file})'
+			)
+	return None
 
 
 def _first_part(text: str) -> str:
@@ -52,11 +99,13 @@ def check(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float = 5)
 	``error`` says whether the broker did not answer, refused the login, or failed the TLS handshake."""
 	wanted = sorted(set(topics))
 	errors = ConnectionErrors()
+	client = AdminClient(errors.watch(admin_conf))
 	try:
-		meta = AdminClient(errors.watch(admin_conf)).list_topics(timeout=timeout)
+		meta = client.list_topics(timeout=timeout)
 	except KafkaException as e:
 		err = e.args[0] if e.args else e
-		return {"ok": False, "brokers": 0, "error": errors.explain(err),
+		client.poll(0)  # librdkafka queues its error callbacks until the client is polled
+		return {"ok": False, "brokers": 0, "error": errors.explain(err, admin_conf),
 			"topics": [{"topic": t, "exists": None, "partitions": None} for t in wanted]}  # fmt: skip
 	found = meta.topics
 	return {
@@ -81,20 +130,24 @@ def create_topics(
 ) -> dict[str, str | None]:
 	"""Create ``topics`` (with topic ``config``, e.g. ``{"cleanup.policy": "compact"}``; ``-1``
 	partitions or replication: the cluster's ``num.partitions`` / ``default.replication.factor``);
-	returns ``{topic: None}`` on success or ``{topic: error text}`` (exists counts as success)."""
+	returns ``{topic: None}`` on success or ``{topic: error text}`` (exists counts as success). Never
+	raises: a broker that does not answer (or refuses the login) is an error text for every topic."""
 	admin = AdminClient(admin_conf)
 	futures = admin.create_topics(
-		[NewTopic(t, partitions, replication, config=config or {}) for t in sorted(set(topics))]
+		[NewTopic(t, partitions, replication, config=config or {}) for t in sorted(set(topics))],
+		request_timeout=timeout,
 	)
 	results: dict[str, str | None] = {}
 	for topic, future in futures.items():
 		try:
-			future.result(timeout)
+			future.result(timeout + 1)
 			results[topic] = None
 		except KafkaException as e:
 			err = e.args[0] if e.args else None
 			already = err is not None and err.code() == err.TOPIC_ALREADY_EXISTS
 			results[topic] = None if already else (err.str() if err is not None else str(e))
+		except Exception as e:  # the future's own timeout: no answer at all
+			results[topic] = f"no answer from the broker within {timeout:g}s ({type(e).__name__})"
 	return results
 
 

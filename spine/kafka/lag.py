@@ -72,5 +72,8 @@ def group_lag(
 					)
 				)  # fmt: skip
 		return result
+	except KafkaException:
+		consumer.poll(0)  # serve the queued error callbacks (a refused login, a failed TLS handshake)
+		raise
 	finally:
 		consumer.close()
