@@ -149,6 +149,8 @@ class Flow:
 		times = sorted(r[2] for r in rows)
 		gap = max((b - a).total_seconds() for a, b in itertools.pairwise(times))
 		assert gap < RESUME_SECONDS, f"B's handling stopped for {gap:.1f}s"
+		print(f"\n{self.topic}: {len(rows)} handled once, longest pause in B's handling {gap:.2f}s, "
+			f"first to last handled {(times[-1] - times[0]).total_seconds():.1f}s")  # fmt: skip
 		in_kafka = read_topic(bootstrap, self.topic, len(self.ids), exact_wait=1)
 		assert len(in_kafka) >= len(self.ids)  # a copy may go twice after a leader change; B drops it
 		assert {json.loads(m.value())["Header"]["MessageId"] for m in in_kafka} == set(self.ids)
