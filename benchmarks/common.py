@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import platform
@@ -176,8 +177,11 @@ def procfile_pipeline(
 	topics: list[str],
 	workers: int,
 	metrics: bool = False,
+	kafka: dict | None = None,
+	admin_conf: dict | None = None,
 ):
-	"""A broker (``local_broker``) with ``topics`` (3 partitions each), the site's kafka block and config rows on
+	"""A broker (``local_broker``, or the one ``kafka`` — a kafka block — names, whose topics are made
+	with ``admin_conf``) with ``topics`` (3 partitions each), the site's kafka block and config rows on
 	it (handling its own messages), and the Procfile processes (spine-relay, jsonworker with
 	``workers``, eventdispatcher; with ``metrics``, each serving them on a free port) running until
 	the block ends; yields ``(bootstrap, processes)``."""
@@ -185,11 +189,11 @@ def procfile_pipeline(
 
 	procs: list[subprocess.Popen] = []
 	with (
-		local_broker() as bootstrap,
-		site_kafka(bootstrap, **{"group.id": f"bench-{run}"}),
+		(contextlib.nullcontext(kafka["bootstrap.servers"]) if kafka else local_broker()) as bootstrap,
+		site_kafka(bootstrap, **{**(kafka or {}), "group.id": f"bench-{run}"}),
 		configs(frappe, producer, consumer, test_mode=1),
 	):
-		admin = AdminClient({"bootstrap.servers": bootstrap})
+		admin = AdminClient(admin_conf or {"bootstrap.servers": bootstrap})
 		for f in admin.create_topics([NewTopic(t, 3) for t in topics]).values():
 			f.result(15)
 		queue = f"bench-{run}"

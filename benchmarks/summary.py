@@ -1,6 +1,6 @@
 """One table of every measure with its goal, from the results the benchmarks wrote.
 
-Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing}.json and writes benchmarks/results/summary.json.
+Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing,cluster}.json and writes benchmarks/results/summary.json.
 Keys are stable (tools may read them); each row says what its figure means.
 """
 
@@ -77,6 +77,14 @@ ROWS = [
 	("benchwide_fairness_ratio", "one site's save → handler beside another's 100,000 backlog / idle, median",
 		"×", 2, "max", "benchwide", ("fairness", "ratio")),
 	("signing_sign_and_check_us", "sign + check one envelope", "µs", 200, "max", "signing", ("sign_and_check_us",)),
+	("cluster_latency_ratio", "save → handler median, three brokers (acks=all, 2 in sync) ÷ one broker", "×", 1.5,
+		"max", "cluster", ("cluster_latency_ratio",)),
+	("cluster_relay_ratio", "relay throughput, three brokers ÷ one broker", "×", 0.5, "min", "cluster",
+		("cluster_relay_ratio",)),
+	("tls_latency_ratio", "save → handler median, TLS + SASL/SCRAM + ACLs ÷ plaintext", "×", 1.1, "max",
+		"cluster", ("tls_latency_ratio",)),
+	("tls_relay_ratio", "relay throughput, TLS + SASL/SCRAM + ACLs ÷ plaintext", "×", 0.9, "min", "cluster",
+		("tls_relay_ratio",)),
 ]  # fmt: skip
 
 
@@ -115,6 +123,7 @@ def main() -> None:
 		"metrics",
 		"benchwide",
 		"signing",
+		"cluster",
 	):
 		path = RESULTS / f"{name}.json"
 		sources[name] = json.loads(path.read_text()) if path.exists() else {}
@@ -135,7 +144,11 @@ def main() -> None:
 	for row in [("measure", "value", "goal", ""), tuple("-" * w for w in widths), *table]:
 		print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
 	machine = next((s.get("machine") for s in sources.values() if s.get("machine")), None)
-	(RESULTS / "summary.json").write_text(json.dumps({"machine": machine, "measures": out}, indent=2))
+	brokers = sorted({s["broker"] for s in sources.values() if isinstance(s, dict) and s.get("broker")})
+	print("\nbrokers: " + ("; ".join(brokers) or "not recorded"))
+	(RESULTS / "summary.json").write_text(
+		json.dumps({"machine": machine, "brokers": brokers, "measures": out}, indent=2)
+	)
 	print(f"\nwritten: {RESULTS / 'summary.json'}")
 	sys.exit(0)
 
