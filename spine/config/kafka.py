@@ -143,7 +143,10 @@ _CONSUMER_REQUIRED = {"enable.auto.offset.store": False}
 _CONSUMER_DEFAULTS = {
 	"auto.offset.reset": "earliest",
 	"enable.auto.commit": False,
-	"fetch.wait.max.ms": 50,  # a broker that holds an empty fetch answers new data within this
+	# Kafka holds an empty fetch this long and answers it the moment data arrives, so it costs no
+	# latency; shorter, idle consumers keep the broker busy (measured, 20 idle sites on Kafka 4.4:
+	# at 50 ms the broker used 21 % of a core, at 500 ms 5 %; save → handler 24 vs 20 ms)
+	"fetch.wait.max.ms": 500,
 	# a subscribed topic that does not exist yet is noticed within 5 s (librdkafka: 5 minutes)
 	"topic.metadata.refresh.interval.ms": 5_000,
 }
