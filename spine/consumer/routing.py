@@ -128,7 +128,7 @@ class Router:
 		if not any(need or accept for need, accept, _ in required) and '"Signature"' not in row.message:
 			return None  # unsigned, and nothing asks for a signature: as before signing existed
 		if self._keyring is None:
-			self._keyring = trusted_keys.KeyRing()
+			self._keyring = trusted_keys.keyring()
 		verdict = self._keyring.judge(json.loads(row.message))
 		for need, accept, what in required or [(False, [], "this site")]:
 			if refused := trusted_keys.admit(verdict, need, accept, what):

@@ -25,6 +25,7 @@ from spine.consumer.site_contexts import SiteContexts
 
 log = logs.logger(__name__)
 
+PLAIN_HEARTBEAT_SECONDS = 5.0  # at most one plain worker heartbeat this often (its key lives 105 s)
 FAIR_SHARE_SECONDS = 1.0  # how soon a worker looks again while a site is left out for its share
 
 
@@ -180,6 +181,15 @@ class _Worker(SimpleWorker):
 			while_job_runs(None)
 			done.set()
 			beater.join(5)
+
+	def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
+		# RQ sends a plain heartbeat (two Redis commands) at every dequeue, one per job; the worker's key
+		# lives worker_ttl + 60 s, so one every few seconds keeps it alive as surely
+		if timeout is None and pipeline is None:
+			if time.monotonic() - getattr(self, "_plain_heartbeat_at", 0.0) < PLAIN_HEARTBEAT_SECONDS:
+				return
+			self._plain_heartbeat_at = time.monotonic()
+		super().heartbeat(timeout, pipeline)
 
 	def get_heartbeat_ttl(self, job) -> int:
 		return self.job_monitoring_interval + 60  # as RQ's forking worker: abandoned jobs found in 90 s

@@ -20,6 +20,10 @@ from redis import Redis
 
 log = logging.getLogger(__name__)
 
+# After a ring nobody heard, this long without ringing (a dispatcher that starts resting meanwhile
+# looks for news on its own within its idle interval, at most 2 s)
+QUIET_SECONDS = 10.0
+
 
 class Waiter:
 	"""One dispatcher's side of the bell: ``wait(timeout)`` returns True early when one of ``topics``
@@ -48,14 +52,19 @@ class Doorbell:
 		self._waiters: list[Waiter] = []
 		self._lock = threading.Lock()
 		self._listener: threading.Thread | None = None
+		self._quiet_until = 0.0
 
 	def ring(self, topics: Iterable[str]) -> None:
-		"""Tell resting dispatchers that ``topics`` have new messages. Never raises (only a hint)."""
+		"""Tell resting dispatchers that ``topics`` have new messages. Never raises (only a hint).
+
+		After a ring nobody heard (no dispatcher of the bench rests: on Kafka none does), the bell
+		stays silent for ``QUIET_SECONDS``: a PUBLISH per commit for no listener is wasted work."""
 		topics = sorted(set(topics))
-		if not topics:
+		if not topics or time.monotonic() < self._quiet_until:
 			return
 		try:
-			self.connection.publish(self.channel, json.dumps(topics))
+			if not self.connection.publish(self.channel, json.dumps(topics)):
+				self._quiet_until = time.monotonic() + QUIET_SECONDS
 		except Exception as e:
 			log.debug("doorbell: ring for %s not sent: %s", topics, e)
 

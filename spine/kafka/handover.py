@@ -135,13 +135,9 @@ class JobHandOver:
 		return in_queue or conn.zscore(StartedJobRegistry(queue=self.queue).key, job_id) is not None
 
 	def _unfinished(self, job_id: str) -> bool:
-		try:
-			status = Job.fetch(
-				job_id, connection=self.queue.connection, serializer=JSONSerializer
-			).get_status()
-		except NoSuchJobError:
-			return False
-		return status in _UNFINISHED
+		# the status field alone: fetching the job would read its whole payload (the previous batch)
+		status = self.queue.connection.hget(Job.key_for(job_id), "status")
+		return status is not None and status.decode() in {s.value for s in _UNFINISHED}
 
 
 def handed_key(group: str) -> str:

@@ -137,6 +137,10 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 			broker.doorbell().ring(r.topic for r in rows)  # resting dispatchers of the bench look now
 		if metrics.enabled():
 			_count(rows, deliveries)
+		if rows.saw_all:
+			# every Pending row was read: what was committed since also left the dirty mark (kick), so the
+			# caller's next pass finds it; asking again now would only find nothing (2 queries per commit)
+			break
 	return published
 
 
@@ -174,7 +178,14 @@ _ROW_COLUMNS = (
 )
 
 
-def due_rows(limit: int) -> list[dict[str, Any]]:
+class DueRows(list):
+	"""The rows ``due_rows`` found; ``saw_all`` says whether it read every Pending row (fewer than
+	its limit), so nothing else waits unless committed after the read."""
+
+	saw_all = False
+
+
+def due_rows(limit: int) -> DueRows:
 	"""Pending rows to publish now, in capture order, skipping any key blocked by an earlier row in backoff.
 
 	Considers the oldest ``limit`` pending rows (due or not): every earlier row of a key is among
@@ -200,7 +211,7 @@ def due_rows(limit: int) -> list[dict[str, Any]]:
 	pending = sorted([*fresh, *retried], key=lambda r: r.name)[:limit]
 	now = now_datetime()
 	blocked: set[str] = set()
-	due = []
+	due: list = []
 	for row in pending:
 		if row.kafka_key in blocked:
 			continue
@@ -219,7 +230,9 @@ def due_rows(limit: int) -> list[dict[str, Any]]:
 			)
 		}
 		due = [full.get(r.name, r) if r.next_attempt_at else r for r in due]
-	return due
+	found = DueRows(due)
+	found.saw_all = len(fresh) < limit and len(retried) < limit and len(fresh) + len(retried) <= limit
+	return found
 
 
 def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) -> int:

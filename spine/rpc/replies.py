@@ -47,7 +47,7 @@ def deliver(records: Sequence[dict[str, Any]], reply_topic: str) -> int:
 				required = bool(frappe.get_cached_doc("Spine Settings").get("require_signed_replies"))
 			proven = None
 			if required or '"Signature"' in rec["value"]:
-				keyring = keyring or trusted_keys.KeyRing()
+				keyring = keyring or trusted_keys.keyring()
 				verdict = keyring.judge(body)
 				if trusted_keys.admit(verdict, required, [], "this site"):
 					continue  # not for the caller: the processor stores it as Invalid or Skipped, saying why

@@ -44,8 +44,24 @@ class Verdict:
 	site: str | None = None
 
 
+_rings: dict[str, tuple[tuple, KeyRing]] = {}  # per site: (the table's fingerprint, its keys)
+
+
+def keyring() -> KeyRing:
+	"""This site's Spine Trusted Site rows as they are now. Read and parsed again only when a row was
+	added, changed or removed (its count or latest ``modified`` moved): one aggregate query instead of
+	reading and parsing every key, which cost 1.7 ms per processing batch."""
+	fingerprint = tuple(frappe.db.sql(f"SELECT COUNT(*), MAX(modified) FROM `tab{DOCTYPE}`")[0])
+	cached = _rings.get(frappe.local.site)
+	if cached is not None and cached[0] == fingerprint:
+		return cached[1]
+	ring = KeyRing()
+	_rings[frappe.local.site] = (fingerprint, ring)
+	return ring
+
+
 class KeyRing:
-	"""This site's Spine Trusted Site rows as they are now."""
+	"""This site's Spine Trusted Site rows as they were read (``keyring()`` gives the current one)."""
 
 	def __init__(self) -> None:
 		self.by_id: dict[str, Key] = {}
