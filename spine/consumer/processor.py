@@ -92,7 +92,7 @@ def kick(queue_name: str) -> None:
 				cache.make_key(f"{_QUEUED_KEY}:{queue_name}:{slot}"), 1, nx=True, ex=KICK_SLOT_SECONDS
 			):
 				json_queue(queue_name).enqueue(
-					_JOB, frappe.local.site, slot, queue_name, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=60
+					_JOB, frappe.local.site, slot, queue_name, job_timeout=MAX_RUN_SECONDS + 60, result_ttl=0
 				)
 				return
 	except Exception:

@@ -23,7 +23,10 @@ from rq.serializers import JSONSerializer
 # Retried after 5 s, 10 s, 30 s, 1 min, 2 min, then every 5 min: outlives a database restart.
 JOB_RETRY = Retry(max=12, interval=[5, 10, 30, 60, 120, 300])
 JOB_TIMEOUT = 120
-RESULT_TTL = 3600
+# A stored batch's job is deleted when it succeeds: its result (a count) is read by nobody, and
+# keeping it cost every message a results-stream entry and a registry update in Redis. The
+# dispatcher takes a job that is gone for one that ended, and checks what was stored.
+RESULT_TTL = 0
 _UNFINISHED = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.DEFERRED, JobStatus.SCHEDULED}
 _ENDED = {JobStatus.FINISHED, JobStatus.FAILED, JobStatus.STOPPED, JobStatus.CANCELED}
 
