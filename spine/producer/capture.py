@@ -108,6 +108,7 @@ def capture_raw(
 	"""Write one Outbound row with ``payload`` as it is, in the current transaction; returns its message
 	id. Signed with this site's key (or ``signer``'s) when signing is on."""
 	parent = current_traceparent()
+	now = _site_now()
 	with spans.span(
 		"spine capture", parent, topic=topic, doctype=doctype, docname=docname, event=event
 	) as own:
@@ -119,12 +120,13 @@ def capture_raw(
 			payload=payload,
 			origin=origin(),
 			origin_site=frappe.local.site,
-			timestamp=_site_now(),
+			timestamp=now,
 			payload_schema=payload_schema,
 			extra_header={**(extra_header or {}), "TraceParent": own or trace.child(parent)},
 		)
 		try:
-			frappe.db.sql(INSERT_SQL, row_values(env, signer))
+			# the row is stamped with the envelope's moment, without its offset as Frappe stores times
+			frappe.db.sql(INSERT_SQL, row_values(env, signer, now.replace(tzinfo=None)))
 		except Exception as e:
 			if frappe.db.is_table_missing(e):
 				frappe.throw(
@@ -138,9 +140,12 @@ def capture_raw(
 	return env.message_id
 
 
-def row_values(env: envelope.Envelope, signer: Any = None) -> dict[str, Any]:
+def row_values(
+	env: envelope.Envelope, signer: Any = None, now: datetime.datetime | None = None
+) -> dict[str, Any]:
 	"""The parameters of ``INSERT_SQL`` for ``env``, sent from this site by the current user, signed
-	with ``signer`` or this site's key (if signing is on)."""
+	with ``signer`` or this site's key (if signing is on), created ``now`` (site time, naive; default
+	the current time)."""
 	from spine.producer import own_key
 
 	if signer is not None:
@@ -148,7 +153,7 @@ def row_values(env: envelope.Envelope, signer: Any = None) -> dict[str, Any]:
 	else:
 		own_key.sign_body(env.body)
 	return {
-		"now": now_datetime(),
+		"now": now or now_datetime(),
 		"user": frappe.session.user if getattr(frappe.local, "session", None) else "Administrator",
 		"message_id": env.message_id,
 		"doctype": env.doctype,
