@@ -189,7 +189,7 @@ def procfile_pipeline(
 
 	procs: list[subprocess.Popen] = []
 	with (
-		(contextlib.nullcontext(kafka["bootstrap.servers"]) if kafka else local_broker()) as bootstrap,
+		contextlib.nullcontext(kafka["bootstrap.servers"]) if kafka else local_broker() as bootstrap,
 		site_kafka(bootstrap, **{**(kafka or {}), "group.id": f"bench-{run}"}),
 		configs(frappe, producer, consumer, test_mode=1),
 	):

@@ -1,6 +1,6 @@
 """One table of every measure with its goal, from the results the benchmarks wrote.
 
-Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing,cluster}.json and writes benchmarks/results/summary.json.
+Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing,cluster,membership}.json and writes benchmarks/results/summary.json.
 Keys are stable (tools may read them); each row says what its figure means.
 """
 
@@ -91,6 +91,8 @@ ROWS = [
 		("cluster_relay_ratio",)),
 	("tls_latency_ratio", "save → handler median, TLS + SASL/SCRAM + ACLs ÷ plaintext", "×", 1.1, "max",
 		"cluster", ("tls_latency_ratio",)),
+	("static_member_restart_resumed_s", "a consumer SIGKILLed and started again at once as the same static member → reading again", "s",
+		10, "max", "membership", ("static_resumed_after_s",)),
 	("tls_relay_ratio", "relay throughput, TLS + SASL/SCRAM + ACLs ÷ plaintext", "×", 0.9, "min", "cluster",
 		("tls_relay_ratio",)),
 ]  # fmt: skip
@@ -132,6 +134,7 @@ def main() -> None:
 		"benchwide",
 		"signing",
 		"cluster",
+		"membership",
 	):
 		path = RESULTS / f"{name}.json"
 		sources[name] = json.loads(path.read_text()) if path.exists() else {}
