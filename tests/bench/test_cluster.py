@@ -18,6 +18,7 @@ import time
 
 import pytest
 
+from spine.config.topics import INITIAL_SYNC_TOPIC
 from tests.bench.helpers import (
 	BenchProcess,
 	comments_per_message,
@@ -60,7 +61,9 @@ def _b_consumes(site_b: str, topic: str, bootstrap: str):
 	with on_site(site_b):
 		before = frappe.get_site_config().get("kafka")
 		saved = frappe.get_single("Spine Consumer Config").as_dict()
-		update_site_config("kafka", {"bootstrap.servers": bootstrap, "client.id": site_b, "group.id": unique("cluster-b")})
+		update_site_config(
+			"kafka", {"bootstrap.servers": bootstrap, "client.id": site_b, "group.id": unique("cluster-b")}
+		)
 		doc = frappe.get_single("Spine Consumer Config")
 		doc.enabled = 1
 		doc.set("configs", [{"topic": topic, "document_type": "ToDo", "event_handler": HANDLER}])
@@ -201,6 +204,21 @@ def _run(cluster, frappe_site, second_site, fault) -> None:
 		flow.check(cluster.bootstrap_servers)
 	wait_for(lambda: _all_in_sync(cluster.bootstrap_servers), 120, interval=2,
 		what="every partition back in sync after the fault")  # fmt: skip
+	own = _replicas_of_spines_own_topics(cluster.bootstrap_servers)
+	assert INITIAL_SYNC_TOPIC in own, f"the dispatcher made {INITIAL_SYNC_TOPIC} on the cluster: {own}"
+	assert all(r == {3} for r in own.values()), f"Spine's own topics follow the cluster's replication: {own}"
+
+
+def _replicas_of_spines_own_topics(bootstrap: str) -> dict[str, set[int]]:
+	"""{topic: {replica counts of its partitions}} for every topic named ``spine.*`` on the cluster."""
+	from confluent_kafka.admin import AdminClient
+
+	meta = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10)
+	return {
+		name: {len(p.replicas) for p in t.partitions.values()}
+		for name, t in meta.topics.items()
+		if name.startswith("spine.")
+	}
 
 
 def test_the_busiest_partitions_leader_killed_mid_flow(cluster, frappe_site, second_site):
@@ -222,7 +240,9 @@ def test_a_rolling_restart_of_all_three_brokers_under_load(cluster, frappe_site,
 		for node in (1, 2, 3):
 			c.stop_node(node)
 			c.start_node(node)
-			wait_for(lambda: _all_in_sync(c.bootstrap_servers), 120, interval=1, what=f"node {node} back in sync")
+			wait_for(
+				lambda: _all_in_sync(c.bootstrap_servers), 120, interval=1, what=f"node {node} back in sync"
+			)
 
 	_run(cluster, frappe_site, second_site, roll)
 

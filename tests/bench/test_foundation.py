@@ -360,12 +360,15 @@ def test_a_broken_install_never_stops_saves_and_migrate_repairs_it(scratch_site)
 	)
 
 
-def test_installing_spine_changes_no_package_the_bench_has():
-	"""`bench get-app` runs `pip install -e apps/spine`: pip must keep every installed version."""
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def _dry_run_changes(*install_args: str) -> list[tuple[str, str, str]]:
+	"""``(name, installed version, version pip would put instead)`` for each installed package that
+	``pip install --dry-run <install_args>`` in the bench's env would change."""
 	bench_python = os.path.join(os.environ["SPINE_BENCH"], "env", "bin", "python")
-	root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 	report = subprocess.run(
-		[bench_python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "-e", root,
+		[bench_python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", *install_args,
 			"--disable-pip-version-check"],
 		capture_output=True, text=True, timeout=300,
 	)  # fmt: skip
@@ -375,12 +378,17 @@ def test_installing_spine_changes_no_package_the_bench_has():
 		capture_output=True, text=True, timeout=120,
 	)  # fmt: skip
 	installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed.stdout)}
-	changes = [
-		f"{m['name']} {installed[key]} -> {m['version']}"
+	return [
+		(key, installed[key], m["version"])
 		for item in json.loads(report.stdout)["install"]
 		if (m := item["metadata"]) and (key := m["name"].lower().replace("_", "-")) in installed
-		and key != "spine" and installed[key] != m["version"]
+		and installed[key] != m["version"]
 	]  # fmt: skip
+
+
+def test_installing_spine_changes_no_package_the_bench_has():
+	"""`bench get-app` runs `pip install -e apps/spine`: pip must keep every installed version."""
+	changes = [c for c in _dry_run_changes("-e", ROOT) if c[0] != "spine"]
 	assert not changes, changes
 
 
@@ -391,29 +399,19 @@ def test_installing_the_test_requirements_changes_no_package_frappe_pins():
 	import tomllib
 	from packaging.requirements import Requirement
 
-	bench = os.environ["SPINE_BENCH"]
-	bench_python = os.path.join(bench, "env", "bin", "python")
-	root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-	with open(os.path.join(bench, "apps", "frappe", "pyproject.toml"), "rb") as f:
+	with open(os.path.join(os.environ["SPINE_BENCH"], "apps", "frappe", "pyproject.toml"), "rb") as f:
 		pinned = {
 			Requirement(r).name.lower().replace("_", "-") for r in tomllib.load(f)["project"]["dependencies"]
 		}
-	report = subprocess.run(
-		[bench_python, "-m", "pip", "install", "--dry-run", "--quiet", "--report", "-", "--upgrade",
-			"--upgrade-strategy", "only-if-needed", "-r", os.path.join(root, "requirements-test.txt"),
-			"--disable-pip-version-check"],
-		capture_output=True, text=True, timeout=300,
-	)  # fmt: skip
-	assert report.returncode == 0, report.stderr[-2000:]
-	listed = subprocess.run(
-		[bench_python, "-m", "pip", "list", "--format", "json", "--disable-pip-version-check"],
-		capture_output=True, text=True, timeout=120,
-	)  # fmt: skip
-	installed = {p["name"].lower().replace("_", "-"): p["version"] for p in json.loads(listed.stdout)}
 	changes = [
-		f"{m['name']} {installed[key]} -> {m['version']}"
-		for item in json.loads(report.stdout)["install"]
-		if (m := item["metadata"]) and (key := m["name"].lower().replace("_", "-")) in pinned
-		and key in installed and installed[key] != m["version"]
-	]  # fmt: skip
+		c
+		for c in _dry_run_changes(
+			"--upgrade",
+			"--upgrade-strategy",
+			"only-if-needed",
+			"-r",
+			os.path.join(ROOT, "requirements-test.txt"),
+		)
+		if c[0] in pinned
+	]
 	assert not changes, f"installing requirements-test.txt would change Frappe's pins: {changes}"
