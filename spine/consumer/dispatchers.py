@@ -55,6 +55,7 @@ def dispatch_site(index: int, queue: str, site: str, stop: threading.Event) -> N
 			finally:
 				if dispatcher.doorbell:
 					broker.doorbell().forget(dispatcher.doorbell)
+				broker.config_bell().forget(dispatcher.config_bell)
 	finally:
 		frappe.destroy()
 
@@ -124,6 +125,8 @@ def _site_dispatcher(
 		redact(settings.consumer)["bootstrap.servers"], name,
 	)  # fmt: skip
 	idle_pause = settings.spine["spine.consumer.idle.pause.ms"] / 1000
+	config_bell = broker.config_bell().waiter()
+	config_bell.topics = frozenset({site})  # rung with the names of sites whose config was saved
 	return Dispatcher(
 		consumer_conf,
 		topics,
@@ -136,6 +139,7 @@ def _site_dispatcher(
 		report_lag=report_lag if metrics.enabled() else None,
 		should_stop=should_stop,
 		doorbell=broker.doorbell().waiter() if idle_pause else None,
+		config_bell=config_bell,
 		admin_conf=settings.admin,  # topic ids: stored positions outlive expired group offsets
 	)
 

@@ -57,7 +57,7 @@ class Dispatcher:
 	"""Consume ``topics()`` with ``consumer_conf``, hand batches to ``handover``, commit what ``offsets`` holds.
 
 	``topics`` is called every ``refresh_seconds`` so a config change is followed without a
-	restart. ``handover`` may raise: the batch is then offered again. What a poll returns is handed
+	restart, and at the next poll when ``config_bell`` is rung (a saved consumer config). ``handover`` may raise: the batch is then offered again. What a poll returns is handed
 	over at once while the hand-over is idle; while it is busy, polls are joined into one batch (up
 	to ``batch_size`` messages or ``hold_seconds``). With ``admin_conf``, each assigned topic's id is
 	looked up, so a stored position still applies after the group's committed offsets expired. The
@@ -83,6 +83,7 @@ class Dispatcher:
 		report_lag: Callable[[dict[TP, int]], None] | None = None,
 		should_stop: Callable[[], bool] | None = None,
 		doorbell: Waiter | None = None,
+		config_bell: Waiter | None = None,
 		admin_conf: dict[str, Any] | None = None,
 	):
 		self.conf = dict(consumer_conf)
@@ -95,6 +96,7 @@ class Dispatcher:
 		self.report_lag = report_lag
 		self.should_stop = should_stop
 		self.doorbell = doorbell
+		self.config_bell = config_bell
 		self.handed_over = 0
 		self._stop_requested = False
 		self._next_lag_report = 0.0
@@ -155,7 +157,7 @@ class Dispatcher:
 			while not self.stopping and (max_batches is None or batches < max_batches):
 				if self.on_cycle:
 					self.on_cycle()
-				if time.monotonic() >= next_refresh:
+				if time.monotonic() >= next_refresh or self._config_changed():
 					self.subscription.refresh(consumer)
 					next_refresh = time.monotonic() + self.refresh_seconds
 				if not self.subscription.subscribed:
@@ -178,6 +180,11 @@ class Dispatcher:
 				self._hand_over(consumer, self.holding.take())
 		finally:
 			self._close(consumer)
+
+	def _config_changed(self) -> bool:
+		"""Whether the site's consumer config was saved since the last look (``config_bell`` rung):
+		its topics are read again at once, not at the next refresh."""
+		return self.config_bell is not None and self.config_bell.wait(0)
 
 	def _rest(self, consumer: Consumer) -> bool:
 		"""Rest until news (``IdleRest.rest``); returns whether news ended it."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import frappe
 
-from spine import logs, metrics
+from spine import compat, logs, metrics
 from spine.config.kafka import KafkaSettings, split_kafka_conf
 from spine.errors import KafkaConfigError
 
@@ -134,3 +134,20 @@ def doorbell():
 	from spine.kafka.doorbell import doorbell as bench_doorbell
 
 	return bench_doorbell(get_redis_conn(), generate_qname("spine:news"))
+
+
+def config_bell():
+	"""The bench's bell for saved consumer configs (``spine.kafka.doorbell`` on its own channel): rung
+	with the site's name after a Spine Consumer Config commit, so the site's dispatchers read their
+	topics at once instead of at the next refresh."""
+	from frappe.utils.background_jobs import generate_qname, get_redis_conn
+
+	from spine.kafka.doorbell import doorbell as bench_doorbell
+
+	return bench_doorbell(get_redis_conn(), generate_qname("spine:config"))
+
+
+def ring_config_bell_after_commit() -> None:
+	"""Ring ``config_bell`` for this site once the saving transaction commits (never on rollback)."""
+	site = frappe.local.site
+	compat.after_commit(lambda: config_bell().ring([site]))

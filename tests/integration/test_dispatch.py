@@ -359,6 +359,56 @@ def test_subscription_follows_the_configured_topics(kafka_bootstrap, redis_url):
 	assert seen == [first, second]
 
 
+def test_a_saved_consumer_config_is_followed_at_the_next_poll_not_the_next_refresh(
+	kafka_bootstrap, redis_url
+):
+	"""The config bell (rung with the site's name after a Spine Consumer Config commit) makes the
+	dispatcher read its topics at once: a new topic's message is handed over long before the next
+	refresh (60 s here); without the ring the new topic is not followed yet."""
+	from spine.kafka.doorbell import Doorbell
+
+	first, second = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
+	produce(kafka_bootstrap, first, [b'{"t": 1}'])
+	produce(kafka_bootstrap, second, [b'{"t": 2}'])
+	connection = redis.Redis.from_url(redis_url)
+	channel = f"test:spine:config:{first}"
+	bell = Doorbell(connection, channel).waiter()
+	bell.topics = frozenset({"site-a"})
+	wanted = [first]
+	records: list = []
+	d = Dispatcher(
+		consumer_conf(kafka_bootstrap, f"g-{first}"),
+		lambda: list(wanted),
+		Direct(group=f"g-{first}", seen=records),
+		RedisPositions(f"g-{first}"),
+		poll_timeout=0.2,
+		refresh_seconds=60,
+		config_bell=bell,
+	)
+	seen = _Topics(records)
+	t = threading.Thread(target=d.run, daemon=True)
+	t.start()
+	try:
+		deadline = time.monotonic() + 20
+		while first not in seen and time.monotonic() < deadline:
+			time.sleep(0.05)
+		wanted[:] = [first, second]  # an operator adds a row in Spine Consumer Config ...
+		time.sleep(1.0)
+		assert second not in seen, "not followed before the bell (the refresh is a minute away)"
+		Doorbell(connection, channel).ring(["site-b"])  # another site's config: not this dispatcher's
+		time.sleep(1.0)
+		assert second not in seen, "another site's ring does not concern this dispatcher"
+		rung = time.monotonic()
+		Doorbell(connection, channel).ring(["site-a"])  # ... and the save's commit rings the bell
+		while second not in seen and time.monotonic() < rung + 20:
+			time.sleep(0.02)
+		assert second in seen, "the new topic is followed after the ring"
+		assert time.monotonic() - rung < 10, "within seconds of the ring, not at the next refresh"
+	finally:
+		d.stop()
+		t.join(20)
+
+
 def test_a_partitions_next_job_waits_for_its_previous_one(redis_url):
 	conn = redis.Redis.from_url(redis_url)
 	queue = json_queue(f"test:{uuid.uuid4().hex[:6]}", conn)

@@ -29,4 +29,5 @@ class SpineConsumerConfig(Document):
 
 	def clear_cache(self):
 		config_cache.forget_after_commit(config_cache.CONSUMER_ROUTES_KEY)
+		broker.ring_config_bell_after_commit()  # the site's dispatchers follow new topics at once
 		return super().clear_cache()
