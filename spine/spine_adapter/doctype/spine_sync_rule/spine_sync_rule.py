@@ -3,6 +3,7 @@
 import frappe
 from frappe.model.document import Document
 
+from spine.settings import broker
 from spine.sync import rules
 
 
@@ -16,9 +17,11 @@ class SpineSyncRule(Document):
 
 	def on_change(self):
 		rules.forget_after_commit()
+		broker.ring_config_bell_after_commit()  # the site's dispatchers follow its topic at once
 
 	def on_trash(self):
 		rules.forget_after_commit()
+		broker.ring_config_bell_after_commit()
 
 	@frappe.whitelist()
 	def preview(self, message_log: int) -> dict:
