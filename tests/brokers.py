@@ -62,7 +62,9 @@ def running_broker() -> Iterator[Broker]:
 
 	cluster = KraftCluster(1).start()
 	try:
-		yield Broker(cluster.bootstrap_servers, cluster.describe(), tuple(n.process.pid for n in cluster.nodes))
+		yield Broker(
+			cluster.bootstrap_servers, cluster.describe(), tuple(n.process.pid for n in cluster.nodes)
+		)
 	finally:
 		cluster.stop()
 

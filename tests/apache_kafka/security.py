@@ -72,17 +72,25 @@ def make_certificates(folder: Path) -> Certificates:
 		pem_key = key.private_bytes(
 			serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
 		)
-		return pem_key + cert.public_bytes(serialization.Encoding.PEM) + issuer_cert.public_bytes(
-			serialization.Encoding.PEM
+		return (
+			pem_key
+			+ cert.public_bytes(serialization.Encoding.PEM)
+			+ issuer_cert.public_bytes(serialization.Encoding.PEM)
 		)
 
 	ca_key, ca_cert = ca("Spine test CA")
 	_, other_cert = ca("Some other CA")
-	paths = Certificates(folder / "ca.pem", folder / "node.pem", folder / "expired.pem", folder / "other-ca.pem")
+	paths = Certificates(
+		folder / "ca.pem", folder / "node.pem", folder / "expired.pem", folder / "other-ca.pem"
+	)
 	paths.ca.write_bytes(ca_cert.public_bytes(serialization.Encoding.PEM))
 	paths.other_ca.write_bytes(other_cert.public_bytes(serialization.Encoding.PEM))
-	paths.node.write_bytes(leaf(ca_key, ca_cert, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30)))
-	paths.expired.write_bytes(leaf(ca_key, ca_cert, now - datetime.timedelta(days=30), now - datetime.timedelta(days=1)))
+	paths.node.write_bytes(
+		leaf(ca_key, ca_cert, now - datetime.timedelta(days=1), now + datetime.timedelta(days=30))
+	)
+	paths.expired.write_bytes(
+		leaf(ca_key, ca_cert, now - datetime.timedelta(days=30), now - datetime.timedelta(days=1))
+	)
 	return paths
 
 
@@ -133,7 +141,9 @@ class SecureKraftCluster(KraftCluster):
 		return [a for user, password in self.users.items()
 			for a in ("--add-scram", f"{MECHANISM}=[name={user},password={password}]")]  # fmt: skip
 
-	def client_conf(self, user: str, password: str | None = None, *, port: int | None = None) -> dict[str, Any]:
+	def client_conf(
+		self, user: str, password: str | None = None, *, port: int | None = None
+	) -> dict[str, Any]:
 		"""The librdkafka settings of ``user`` (its own password unless one is given): what a site's
 		``kafka`` block says to connect to this cluster."""
 		servers = f"127.0.0.1:{port}" if port else self.bootstrap_servers

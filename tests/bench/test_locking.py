@@ -88,9 +88,7 @@ def test_a_processing_batch_holds_up_no_save(stored_batch):
 	names, _ = stored_batch
 	other = _raw_connection()
 	try:
-		locked = frappe.db.sql(
-			batch.LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": 500}
-		)
+		locked = frappe.db.sql(batch.LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": 500})
 		assert len(locked) == len(names), "the batch holds its rows"
 		_capture_from_elsewhere(other)  # while the handlers would run
 		frappe.db.sql(processor.STATUS_SQL,

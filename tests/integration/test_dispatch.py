@@ -331,23 +331,24 @@ class _Seen:
 		return iter([(r["partition"], r["offset"], record_value(r)) for r in self.records])
 
 
+def _following(bootstrap: str, wanted: list[str], **options) -> tuple[Dispatcher, threading.Thread, _Topics]:
+	"""A dispatcher following ``wanted`` (a list the test changes as an operator edits the config),
+	running in a thread; returns it, the thread and the topics of what it handed over."""
+	group = f"g-{wanted[0]}"
+	records: list = []
+	d = Dispatcher(consumer_conf(bootstrap, group), lambda: list(wanted), Direct(group=group, seen=records),
+		RedisPositions(group), poll_timeout=0.2, **options)  # fmt: skip
+	t = threading.Thread(target=d.run, daemon=True)
+	t.start()
+	return d, t, _Topics(records)
+
+
 def test_subscription_follows_the_configured_topics(kafka_bootstrap, redis_url):
 	first, second = create_topic(kafka_bootstrap, 1), create_topic(kafka_bootstrap, 1)
 	produce(kafka_bootstrap, first, [b'{"t": 1}'])
 	produce(kafka_bootstrap, second, [b'{"t": 2}'])
 	wanted = [first]
-	records: list = []
-	d = Dispatcher(
-		consumer_conf(kafka_bootstrap, f"g-{first}"),
-		lambda: list(wanted),
-		Direct(group=f"g-{first}", seen=records),
-		RedisPositions(f"g-{first}"),
-		poll_timeout=0.2,
-		refresh_seconds=0.2,
-	)
-	seen = _Topics(records)
-	t = threading.Thread(target=d.run, daemon=True)
-	t.start()
+	d, t, seen = _following(kafka_bootstrap, wanted, refresh_seconds=0.2)
 	deadline = time.monotonic() + 20
 	while first not in seen and time.monotonic() < deadline:
 		time.sleep(0.05)
@@ -375,19 +376,7 @@ def test_a_saved_consumer_config_is_followed_at_the_next_poll_not_the_next_refre
 	bell = Doorbell(connection, channel).waiter()
 	bell.topics = frozenset({"site-a"})
 	wanted = [first]
-	records: list = []
-	d = Dispatcher(
-		consumer_conf(kafka_bootstrap, f"g-{first}"),
-		lambda: list(wanted),
-		Direct(group=f"g-{first}", seen=records),
-		RedisPositions(f"g-{first}"),
-		poll_timeout=0.2,
-		refresh_seconds=60,
-		config_bell=bell,
-	)
-	seen = _Topics(records)
-	t = threading.Thread(target=d.run, daemon=True)
-	t.start()
+	d, t, seen = _following(kafka_bootstrap, wanted, refresh_seconds=60, config_bell=bell)
 	try:
 		deadline = time.monotonic() + 20
 		while first not in seen and time.monotonic() < deadline:
