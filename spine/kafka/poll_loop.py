@@ -57,7 +57,8 @@ class Dispatcher:
 	"""Consume ``topics()`` with ``consumer_conf``, hand batches to ``handover``, commit what ``offsets`` holds.
 
 	``topics`` is called every ``refresh_seconds`` so a config change is followed without a
-	restart, and at the next poll when ``config_bell`` is rung (a saved consumer config). ``handover`` may raise: the batch is then offered again. What a poll returns is handed
+	restart, and at the next poll when ``config_bell`` is rung (a saved consumer config).
+	``handover`` may raise: the batch is then offered again. What a poll returns is handed
 	over at once while the hand-over is idle; while it is busy, polls are joined into one batch (up
 	to ``batch_size`` messages or ``hold_seconds``). With ``admin_conf``, each assigned topic's id is
 	looked up, so a stored position still applies after the group's committed offsets expired. The

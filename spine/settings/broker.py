@@ -129,22 +129,23 @@ def serve_metrics(port: int | None, process: str) -> int | None:
 def doorbell():
 	"""The bench's doorbell (``spine.kafka.doorbell``) on the queue Redis, shared by every site of
 	the bench: the relay rings it, resting dispatchers wait on it."""
-	from frappe.utils.background_jobs import generate_qname, get_redis_conn
-
-	from spine.kafka.doorbell import doorbell as bench_doorbell
-
-	return bench_doorbell(get_redis_conn(), generate_qname("spine:news"))
+	return _bench_bell("spine:news")
 
 
 def config_bell():
 	"""The bench's bell for saved consumer configs (``spine.kafka.doorbell`` on its own channel): rung
 	with the site's name after a Spine Consumer Config commit, so the site's dispatchers read their
 	topics at once instead of at the next refresh."""
+	return _bench_bell("spine:config")
+
+
+def _bench_bell(name: str):
+	"""The process's ``spine.kafka.doorbell`` on the bench's queue Redis, channel ``name``."""
 	from frappe.utils.background_jobs import generate_qname, get_redis_conn
 
 	from spine.kafka.doorbell import doorbell as bench_doorbell
 
-	return bench_doorbell(get_redis_conn(), generate_qname("spine:config"))
+	return bench_doorbell(get_redis_conn(), generate_qname(name))
 
 
 def ring_config_bell_after_commit() -> None:
