@@ -3,7 +3,7 @@
 import frappe
 from frappe.utils.password import delete_all_passwords_for
 
-from spine import logs
+from spine import compat, logs
 from spine.producer import signing_key
 from spine.settings import config_cache
 
@@ -39,18 +39,24 @@ def after_migrate() -> None:
 			frappe.reload_doc(frappe.scrub(MODULE), "doctype", frappe.scrub(name), force=True)
 	_quiet_message_log_list()
 	signing_key.ensure_key()  # a site upgraded from a release without signing gets its key now
-	config_cache.forget()
+	_forget_cached_config()
 
 
 def before_uninstall() -> None:
 	"""Leave nothing of Spine behind that Frappe's uninstall does not remove itself.
 
 	Frappe drops the tables and DocTypes but keeps the singles' values in tabSingles and the
-	cached config in Redis. (Done before, not after, uninstall: Frappe commits only after the
+	Redis keys of earlier releases. (Done before, not after, uninstall: Frappe commits only after the
 	``before_uninstall`` hooks.)
 	"""
 	frappe.db.delete("Singles", {"doctype": ("in", SINGLE_DOCTYPES)})
 	for single in SINGLE_DOCTYPES:  # the signing key, kept in Frappe's encrypted store
 		delete_all_passwords_for(single, single)
 	frappe.db.delete("List View Settings", {"name": "Message Log"})
+	_forget_cached_config()
+
+
+def _forget_cached_config() -> None:
+	"""This process's copies, and what the first releases cached in Redis (nothing reads it now)."""
 	config_cache.forget()
+	compat.cache().delete_value(list(config_cache.LEGACY_REDIS_KEYS))

@@ -1,13 +1,23 @@
-"""Spine Producer/Consumer Config as the runtime sees them: small dicts cached in Redis.
+"""Spine Producer/Consumer Config and Spine Sync Rules as the runtime sees them: small dicts, built
+from the database and kept per process, each stamped with the *version* of the rows it came from.
 
-Saving either single clears its key (the controllers' ``clear_cache``), so the next event or
-message uses the new values without a restart. Long-running processes call
-``forget_local()`` each cycle, because Frappe memoises Redis reads in ``frappe.local.cache``
-for the life of the process. With Redis down, reads fall back to the database.
+A reader first reads the version in its own transaction (``_PRODUCER_VERSION_SQL``: the singles'
+``modified`` and the sync rules' count and latest ``modified``, one indexed query) and takes a kept
+copy only if it carries that version; otherwise it builds one from the same transaction and keeps
+that. So a transaction always works with the config its own snapshot holds: a save is in force for
+every transaction that starts after its commit, in every process, whatever the process was doing
+when it was saved, and no copy built from an older snapshot (a process whose transaction began
+before the commit, Frappe v14 running "after commit" callbacks just before COMMIT) is ever used by a
+newer one. Nothing has to be cleared on save, and nothing is kept in Redis.
+
+``producer_routes()`` is asked on every save of every DocType, so it is memoised for the rest of the
+transaction (``frappe.local``, dropped at commit and rollback): a transaction's events are routed by
+the config it saw at its first save.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import frappe
@@ -18,9 +28,9 @@ from spine.handlers import split_paths
 from spine.schema import SCHEMA_TOPIC, parse_field_spec
 from spine.settings import trusted_keys
 
-PRODUCER_ROUTES_KEY = "spine:producer_routes"
-_LOCAL_PRODUCER_ROUTES = "spine_producer_routes"  # this request's or job's copy
-CONSUMER_ROUTES_KEY = "spine:consumer_routes"
+# Where the first releases cached the configs in Redis; deleted on migrate and uninstall.
+LEGACY_REDIS_KEYS = ("spine:producer_routes", "spine:consumer_routes")
+_LOCAL_PRODUCER_ROUTES = "spine_producer_routes"  # this transaction's copy
 
 # Config checkbox -> Frappe doc events it captures ("update" includes updates after submit).
 EVENT_FIELDS = {
@@ -33,57 +43,68 @@ EVENT_FIELDS = {
 }
 BECOMES_TRUE = "When the condition becomes true"
 
+# A save of a single always moves its ``modified`` (its child rows are saved with it); a rule's
+# insert or save moves the latest ``modified``, a deletion the count.
+_SINGLE_MODIFIED = "(SELECT value FROM `tabSingles` WHERE doctype = '{}' AND field = 'modified')"
+_PRODUCER_VERSION = _SINGLE_MODIFIED.format("Spine Producer Config")
+_PRODUCER_VERSION_SQL = f"SELECT {_PRODUCER_VERSION}"
+_CONSUMER_VERSION_SQL = f"SELECT {_PRODUCER_VERSION}, {_SINGLE_MODIFIED.format('Spine Consumer Config')}"
+_RULES_VERSION = "(SELECT CONCAT(COUNT(*), '/', IFNULL(MAX(modified), '')) FROM `tabSpine Sync Rule`)"
+
+# per (site, kind): (version, config) — the last one built or used by this process
+_kept: dict[tuple[str, str], tuple[Any, Any]] = {}
+
 
 def producer_routes() -> dict[str, list[dict[str, Any]]]:
-	"""``{doctype: [{"topic", "handler", "events"}]}`` for enabled rows; empty when publishing is off.
-
-	Read once per request or job (kept on ``frappe.local``, as Frappe keeps its own Redis reads): the
-	capture hook asks on every save of every DocType, and Frappe's cache lookup alone costs ~10 µs.
-	"""
+	"""``{doctype: [{"topic", "handler", "events", ...}]}`` for enabled rows, as this transaction sees
+	Spine Producer Config; empty when publishing is off. Read once per transaction."""
 	routes = getattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
 	if routes is None:
-		routes = compat.cache().get_value(PRODUCER_ROUTES_KEY, generator=_build_producer_routes)
+		routes = _versioned("producer", _PRODUCER_VERSION_SQL, _build_producer_routes)
 		setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, routes)
+		compat.after_commit(forget_local)
+		compat.after_rollback(forget_local)
 	return routes
 
 
 def consumer_settings() -> dict[str, Any]:
-	"""``{"routes": {topic: {doctype: {"handlers": [paths], "batch": bool}}}, "topics": [...], retry
-	settings, "test_mode"}``."""
-	return compat.cache().get_value(CONSUMER_ROUTES_KEY, generator=_build_consumer_settings)
+	"""``{"routes": {topic: {doctype: {"handlers": [paths], "batch": bool, ...}}}, "sync_rules",
+	"topics": [...], retry settings, "test_mode"}`` as this transaction sees the config."""
+	return _versioned("consumer", _consumer_version_sql(), _build_consumer_settings)
 
 
 def forget() -> None:
-	"""Drop both cached configs, in Redis and in this process."""
-	compat.cache().delete_value([PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY])
-	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
-
-
-def forget_after_commit(*keys: str) -> None:
-	"""Drop ``keys`` (in Redis and this process's memo) now, and again when the saving transaction
-	commits or rolls back.
-
-	The second drop matters: until the commit, another process can read the old committed config
-	and cache it again, and a read in this transaction (a Version row's capture hook, the consumer
-	settings) caches the new, uncommitted config, which a rollback makes wrong.
-	"""
-	_forget(keys)
-	compat.after_commit(lambda: _forget(keys))
-	compat.after_rollback(lambda: _forget(keys))
-
-
-def _forget(keys: tuple[str, ...]) -> None:
-	compat.cache().delete_value(list(keys))
-	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
+	"""Drop this process's copies of the configs (the next read builds them again)."""
+	site = getattr(frappe.local, "site", None)
+	for key in [k for k in _kept if k[0] == site]:
+		_kept.pop(key, None)
+	forget_local()
 
 
 def forget_local() -> None:
-	"""Drop this process's memo of the cached configs, so the next read asks Redis again."""
+	"""Drop this transaction's memo of the producer routes, so the next read checks the version again.
+
+	Long-running processes call it at the start of each cycle; commits and rollbacks call it too."""
 	setattr(frappe.local, _LOCAL_PRODUCER_ROUTES, None)
-	local_cache = getattr(frappe.local, "cache", None)
-	if local_cache is not None:
-		for key in (PRODUCER_ROUTES_KEY, CONSUMER_ROUTES_KEY):
-			local_cache.pop(compat.cache().make_key(key), None)
+
+
+def _versioned(kind: str, version_sql: str, build: Callable[[], Any]) -> Any:
+	"""The config ``build`` makes, for the version this transaction sees: the kept copy if it has that
+	version, else a new one (kept for the next reader of the same version)."""
+	version = tuple(frappe.db.sql(version_sql)[0])
+	key = (frappe.local.site, kind)
+	kept = _kept.get(key)
+	if kept is not None and kept[0] == version:
+		return kept[1]
+	config = build()
+	_kept[key] = (version, config)
+	return config
+
+
+def _consumer_version_sql() -> str:
+	if frappe.db.table_exists("Spine Sync Rule"):
+		return f"{_CONSUMER_VERSION_SQL}, {_RULES_VERSION}"
+	return _CONSUMER_VERSION_SQL  # before the first migrate of this version
 
 
 def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:

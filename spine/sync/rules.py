@@ -9,7 +9,6 @@ import frappe
 
 from spine.config.topics import topic_name_problem
 from spine.schema import TABLES
-from spine.settings import config_cache
 
 FIND_BY = ("Same name", "Match fields", "Document Map")
 
@@ -17,11 +16,6 @@ FIND_BY = ("Same name", "Match fields", "Document Map")
 def for_message(settings: dict[str, Any], topic: str, doctype: str) -> dict[str, Any] | None:
 	"""The enabled rule for messages of ``doctype`` on ``topic``, if any."""
 	return (settings.get("sync_rules") or {}).get(topic, {}).get(doctype)
-
-
-def forget_after_commit() -> None:
-	"""A rule changed: the dispatcher and processor read rules with the consumer settings."""
-	config_cache.forget_after_commit(config_cache.CONSUMER_ROUTES_KEY)
 
 
 def split(text: str | None) -> list[str]:

@@ -94,8 +94,57 @@ def bench_run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
 	)
 
 
+def in_other_process(code: str, site: str | None = None, timeout: int = 120) -> Any:
+	"""Run ``code`` (Python, with ``frappe`` imported and connected to ``site``) in a new process of the
+	bench, commit, and return what the code left in ``result`` (as JSON)."""
+	script = (
+		"import json, sys, frappe\n"
+		"frappe.init(site=sys.argv[1], sites_path='.')\nfrappe.connect()\nfrappe.set_user('Administrator')\n"
+		"result = None\n"
+		+ code
+		+ "\nfrappe.db.commit()\nprint('RESULT ' + json.dumps(result, default=str))\n"
+	)
+	python = os.path.join(os.environ.get("SPINE_BENCH", BENCH), "env", "bin", "python")
+	done = subprocess.run(
+		[python, "-c", script, site or SITE], cwd=bench_cwd(), capture_output=True, text=True, timeout=timeout
+	)
+	lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+	assert done.returncode == 0 and lines, f"the other process failed: {done.stderr[-3000:]}"
+	import json
+
+	return json.loads(lines[-1].removeprefix("RESULT "))
+
+
 def unique(prefix: str) -> str:
 	return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+class CheckedThread:
+	"""A thread for a test's helper work (a fault, a flow) whose failure fails the test: ``join()``
+	raises what the target raised, and fails if it has not ended within ``timeout``."""
+
+	def __init__(self, target: Callable[[], Any], name: str = "helper"):
+		import threading
+
+		self.target, self.name = target, name
+		self.error: BaseException | None = None
+		self.thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+	def _run(self) -> None:
+		try:
+			self.target()
+		except BaseException as e:
+			self.error = e
+
+	def start(self) -> CheckedThread:
+		self.thread.start()
+		return self
+
+	def join(self, timeout: float) -> None:
+		self.thread.join(timeout)
+		assert not self.thread.is_alive(), f"{self.name} did not end within {timeout:.0f}s"
+		if self.error is not None:
+			raise AssertionError(f"{self.name} failed: {self.error!r}") from self.error
 
 
 class BenchProcess:
@@ -514,6 +563,8 @@ class ConnectionKiller:
 		self.seconds, self.every = seconds, every
 		self.killed = 0
 		self.ended_at: float | None = None
+		self.began = threading.Event()  # set once the first round of KILLs is done
+		self.error: BaseException | None = None
 		self.thread = threading.Thread(target=self._run, daemon=True)
 
 	def __enter__(self) -> ConnectionKiller:
@@ -523,6 +574,10 @@ class ConnectionKiller:
 	def __exit__(self, *exc) -> None:
 		self.thread.join(self.seconds + 30)
 		self.root.close()
+		if exc[0] is None:
+			assert not self.thread.is_alive(), "the connection killer did not stop"
+			if self.error is not None:
+				raise AssertionError(f"the connection killer failed: {self.error!r}") from self.error
 
 	def kill_once(self) -> int:
 		"""``KILL`` every connection of the site's user but this process's own, now; returns how many."""
@@ -543,11 +598,17 @@ class ConnectionKiller:
 		self.root.close()
 
 	def _run(self) -> None:
-		end = time.monotonic() + self.seconds
-		while time.monotonic() < end:
-			self.kill_once()
-			time.sleep(self.every)
-		self.ended_at = time.monotonic()
+		try:
+			end = time.monotonic() + self.seconds
+			while time.monotonic() < end:
+				self.kill_once()
+				self.began.set()
+				time.sleep(self.every)
+		except BaseException as e:
+			self.error = e
+		finally:
+			self.began.set()
+			self.ended_at = time.monotonic()
 
 
 def comments_per_message(ids: list[str]) -> dict[str, int]:

@@ -103,34 +103,33 @@ def producer_config(frappe_site):
 	restore_single("Spine Producer Config", saved, ("enabled",))
 
 
-def test_saving_producer_config_clears_the_cache(producer_config):
+def test_a_saved_producer_config_is_in_force_for_the_next_transaction(producer_config):
 	import frappe
 
 	from spine.settings import config_cache
 
+	redis_cache().delete_value(list(config_cache.LEGACY_REDIS_KEYS))  # what an earlier release kept
 	producer_config.set("configs", [])
 	producer_config.save()
 	frappe.db.commit()
 	assert "ToDo" not in config_cache.producer_routes()
-	key = config_cache.PRODUCER_ROUTES_KEY  # RedisWrapper.exists namespaces the key itself
-	assert redis_cache().exists(key), "routes should be cached in Redis after a read"
 
 	producer_config.append(
 		"configs", {"document_type": "ToDo", "topic": "todos", "on_update": 1, "on_trash": 1}
 	)
 	producer_config.save()
 	frappe.db.commit()
-	assert not redis_cache().exists(key), "save must delete the cached routes"
 	(route,) = config_cache.producer_routes()["ToDo"]
 	assert (route["topic"], route["handler"], route["events"]) == (
 		"todos", None, ["on_update", "on_update_after_submit", "on_trash"],
 	)  # fmt: skip
 	assert route["condition"] is None and route["fields"]["all"]
+	assert not redis_cache().exists("spine:producer_routes"), "nothing of the config is kept in Redis"
 
 
 def test_routes_read_inside_a_rolled_back_config_save_are_not_kept(producer_config):
 	"""A read inside the saving transaction (a Version row's capture hook, the consumer settings)
-	sees the new, uncommitted rows; after a rollback neither this process nor Redis keeps them."""
+	sees the new, uncommitted rows; after a rollback this process does not keep them."""
 	import frappe
 
 	from spine.settings import config_cache
@@ -142,12 +141,42 @@ def test_routes_read_inside_a_rolled_back_config_save_are_not_kept(producer_conf
 	producer_config.save()
 	assert "ToDo" in config_cache.producer_routes(), "inside the transaction the new rows are seen"
 	frappe.db.rollback()
-	assert "ToDo" not in config_cache.producer_routes(), "this process forgot the rolled-back rows"
-	config_cache.forget_local()
-	assert "ToDo" not in config_cache.producer_routes(), "Redis does not hold the rolled-back rows"
+	assert "ToDo" not in config_cache.producer_routes(), "the rolled-back rows are not kept"
 
 
-def test_saving_consumer_config_clears_the_cache(frappe_site):
+def test_a_copy_built_from_a_snapshot_older_than_a_save_is_never_used_after_it(producer_config):
+	"""The race behind configs that stayed stale: a process whose transaction began before another
+	process committed a config save builds the routes from its old snapshot after that commit. Here
+	this process is that process: it holds a snapshot, another process saves Spine Producer Config
+	(a real ``bench execute``), this process builds the routes from its snapshot (the old ones, right
+	for that transaction), then starts a new transaction: it must see the new routes at once, and
+	so must a third process that reads them afterwards."""
+	import frappe
+
+	from spine.settings import config_cache
+	from tests.bench.helpers import in_other_process
+
+	topic = f"snapshot-race-{uuid.uuid4().hex[:6]}"
+	producer_config.set("configs", [])
+	producer_config.save()
+	frappe.db.commit()
+	frappe.db.sql("SELECT COUNT(*) FROM `tabSingles`")  # this transaction's snapshot starts here
+	in_other_process(
+		"doc = frappe.get_single('Spine Producer Config')\n"
+		f"doc.append('configs', {{'document_type': 'Note', 'topic': '{topic}', 'on_insert': 1}})\n"
+		"doc.save()"
+	)
+	assert "Note" not in config_cache.producer_routes(), "the old snapshot still holds the old rows"
+	frappe.db.rollback()  # a new transaction, after the other process's commit
+	assert [r["topic"] for r in config_cache.producer_routes().get("Note", [])] == [topic]
+	elsewhere = in_other_process(
+		"from spine.settings import config_cache\n"
+		"result = [r['topic'] for r in config_cache.producer_routes().get('Note', [])]"
+	)
+	assert elsewhere == [topic], "another process sees the saved routes too"
+
+
+def test_a_saved_consumer_config_is_in_force_for_the_next_transaction(frappe_site):
 	import frappe
 
 	from spine.config.topics import INITIAL_SYNC_TOPIC, KEYS_TOPIC, reply_topic

@@ -1,10 +1,10 @@
-"""Spine Consumer Config's controller: checks on save (``spine.settings.validation``) and the cache cleared after it."""
+"""Spine Consumer Config's controller: checks on save (``spine.settings.validation``) and the dispatchers told after it."""
 
 import frappe
 from frappe.model.document import Document
 
 from spine.retry import RetryPolicy
-from spine.settings import broker, config_cache, validation
+from spine.settings import broker, validation
 
 
 class SpineConsumerConfig(Document):
@@ -27,7 +27,5 @@ class SpineConsumerConfig(Document):
 	def onload(self):
 		self.set_onload("broker", broker.describe())
 
-	def clear_cache(self):
-		config_cache.forget_after_commit(config_cache.CONSUMER_ROUTES_KEY)
+	def on_update(self):
 		broker.ring_config_bell_after_commit()  # the site's dispatchers follow new topics at once
-		return super().clear_cache()

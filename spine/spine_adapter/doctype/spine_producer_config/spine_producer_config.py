@@ -1,10 +1,10 @@
-"""Spine Producer Config's controller: checks on save, schemas shown, and the cache cleared after it."""
+"""Spine Producer Config's controller: checks on save, schemas shown, and the dispatchers told after it."""
 
 import frappe
 from frappe.model.document import Document
 
 from spine.producer import shape
-from spine.settings import broker, config_cache, validation
+from spine.settings import broker, validation
 
 
 class SpineProducerConfig(Document):
@@ -33,7 +33,6 @@ class SpineProducerConfig(Document):
 	def onload(self):
 		self.set_onload("broker", broker.describe())
 
-	def clear_cache(self):
-		# the consumer side too: a site that publishes reads requests for an initial sync
-		config_cache.forget_after_commit(config_cache.PRODUCER_ROUTES_KEY, config_cache.CONSUMER_ROUTES_KEY)
-		return super().clear_cache()
+	def on_update(self):
+		# a site that publishes reads requests for an initial sync: its dispatchers follow that topic
+		broker.ring_config_bell_after_commit()

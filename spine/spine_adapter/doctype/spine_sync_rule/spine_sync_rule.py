@@ -16,11 +16,9 @@ class SpineSyncRule(Document):
 			frappe.throw(problem, title="Sync rule cannot work")
 
 	def on_change(self):
-		rules.forget_after_commit()
 		broker.ring_config_bell_after_commit()  # the site's dispatchers follow its topic at once
 
 	def on_trash(self):
-		rules.forget_after_commit()
 		broker.ring_config_bell_after_commit()
 
 	@frappe.whitelist()
