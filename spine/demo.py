@@ -19,7 +19,9 @@ __all__ = [
 	"TRACES_KEY",
 	"add_comment",
 	"add_comment_row",
+	"add_comment_then_hold",
 	"add_marker",
+	"add_note",
 	"always_raise",
 	"answer",
 	"ask_many",
@@ -92,6 +94,22 @@ def add_comment(message: dict[str, Any]) -> None:
 		raise RuntimeError("demo failure after writing")
 
 
+def add_comment_then_hold(message: dict[str, Any]) -> None:
+	"""``add_comment``, then, the first time a message with ``Payload["hold"]`` (seconds) is handled,
+	say so in Redis (``holding <message id>`` on ``CALLS_KEY``) and wait that long before returning:
+	a test kills the worker while the handler's uncommitted effect is held."""
+	add_comment(message)
+	seconds = message["Payload"].get("hold")
+	if not seconds:
+		return
+	header = message["Header"]
+	key = compat.cache().make_key(f"spine:demo:held:{header.get('MessageId')}")
+	if compat.cache().incr(key) == 1:
+		compat.cache().expire(key, 3600)
+		compat.cache().rpush(CALLS_KEY, f"holding {header.get('MessageId')}")
+		time.sleep(float(seconds))
+
+
 def add_comment_row(message: dict[str, Any]) -> None:
 	"""``add_comment`` in one INSERT, without Frappe's document machinery: a database effect cheap
 	enough that a test measures Spine, not Frappe's insert."""
@@ -102,6 +120,14 @@ def add_comment_row(message: dict[str, Any]) -> None:
 		"""INSERT INTO `tabComment` (name, creation, modified, owner, modified_by, comment_type,
 		reference_doctype, content) VALUES (%s, %s, %s, 'Administrator', 'Administrator', 'Info', 'ToDo', %s)""",
 		(frappe.generate_hash(length=20), now, now, f"spine-demo {message['Header'].get('MessageId')}"),
+	)
+
+
+def add_note(message: dict[str, Any]) -> None:
+	"""Insert a Note titled ``Payload["title"]``: a handler whose effect is a document this site may
+	publish in turn (routed by this site's Spine Producer Config as any save is)."""
+	frappe.get_doc({"doctype": "Note", "title": message["Payload"]["title"], "public": 1}).insert(
+		ignore_permissions=True
 	)
 
 

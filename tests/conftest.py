@@ -47,12 +47,28 @@ def pytest_collection_modifyitems(config, items):
 				_skipped_bench.append(item.nodeid)
 
 
+_need_second_site: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+	if report.skipped and "SPINE_SITE2" in str(report.longrepr) and report.nodeid not in _need_second_site:
+		_need_second_site.append(report.nodeid)
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
 	for description in _broker_used:
 		terminalreporter.write_line(f"Kafka broker of this run: {description}")
 	if _skipped_bench:
 		terminalreporter.write_line(
 			f"Frappe-side tests skipped: {len(_skipped_bench)} ({_bench_unavailable_reason()})"
+		)
+	elif _need_second_site:
+		modules = sorted({n.split("::")[0] for n in _need_second_site})
+		terminalreporter.write_line(
+			f"NOT RUN: {len(_need_second_site)} tests need a second site of the bench with Spine installed "
+			f"(set SPINE_SITE2): {', '.join(modules)}",
+			yellow=True,
+			bold=True,
 		)
 
 

@@ -21,6 +21,7 @@ import pytest
 from spine.config.topics import INITIAL_SYNC_TOPIC
 from tests.bench.helpers import (
 	BenchProcess,
+	CheckedThread,
 	comments_per_message,
 	on_site,
 	read_topic,
@@ -193,10 +194,12 @@ def _run(cluster, frappe_site, second_site, fault) -> None:
 		flow = Flow(frappe_site, second_site, topic)
 		try:
 			flow.wait_ready()
-			worker = threading.Thread(target=lambda: (time.sleep(CAPTURE_SECONDS / 3), fault(cluster, topic)))
+			worker = CheckedThread(
+				lambda: (time.sleep(CAPTURE_SECONDS / 3), fault(cluster, topic)), "the fault"
+			)
 			worker.start()
 			flow.capture()
-			worker.join(180)
+			worker.join(240)  # raises what the fault raised
 			wait_for(lambda: flow.handled() == MESSAGES, 300, interval=1,
 				what=lambda: f"all handled on B ({flow.handled()} of {MESSAGES})\n{flow.logs()}")  # fmt: skip
 		finally:

@@ -51,8 +51,13 @@ def test_consumer_resumes_after_connections_are_killed_and_handles_each_message_
 				kafka_bootstrap, topic, items
 			)  # they arrive as the outage begins: stored and handled under fire
 			with ConnectionKiller(KILL_SECONDS) as killer:
-				pass
+				killer.began.wait(30)
+				at_first_kill = statuses(topic).get("Processed", 0)
 			assert killer.killed >= 10, f"only {killer.killed} connections were killed"
+			assert at_first_kill < len(envs) // 2, (
+				f"{at_first_kill} of {len(envs)} were handled before the first KILL: the outage did not "
+				"land on the flow"
+			)
 			wait_for(
 				lambda: statuses(topic).get("Processed") == len(envs),
 				RESUME_SECONDS,

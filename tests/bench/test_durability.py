@@ -147,25 +147,35 @@ def test_redis_flushed_while_the_dispatcher_runs_and_a_second_one_joins(
 
 
 def test_a_jsonworker_killed_mid_job_loses_nothing_and_handles_once(
-	consumer_config, own_redis, kafka_bootstrap
+	consumer_config, own_redis, kafka_bootstrap, reset_calls
 ):
+	"""The worker is SIGKILLed while a handler holds its message's effect uncommitted (the handler
+	says so in Redis, then waits): the kill lands inside a job, never between two."""
+	from spine.demo import CALLS_KEY
+	from tests.bench.helpers import redis_cache
 	from tests.conftest import create_topic
 
 	topic = create_topic(kafka_bootstrap, partitions=3, prefix="worker-kill")
-	consumer_config({"topic": topic, "document_type": "ToDo", "event_handler": HANDLER})
+	consumer_config(
+		{"topic": topic, "document_type": "ToDo", "event_handler": "spine.demo.add_comment_then_hold"}
+	)
 	envs = _messages(topic, 5000)
+	held = spine_message(topic, "ToDo", "D-held", {"i": "held", "hold": 120})[0]
+	envs.insert(2500, held)
 	queue, group = unique("q"), unique("durable")
 	with site_kafka(kafka_bootstrap, **{"group.id": group}):
 		dispatcher = BenchProcess("eventdispatcher", "--queue", queue)
 		worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
 		try:
 			_publish(kafka_bootstrap, topic, envs)
-			wait_for(lambda: sum(statuses(topic).values()) > 0, 120, interval=0.05,
-				what=lambda: f"some stored\n{worker.output()[-2000:]}")  # fmt: skip
+			holding = f"holding {held.message_id}".encode()
+			wait_for(lambda: holding in redis_cache().lrange(CALLS_KEY, 0, -1), 180, interval=0.1,
+				what=lambda: f"the held message's handler to run\n{worker.output()[-2000:]}")  # fmt: skip
 			worker.kill()
-			assert sum(statuses(topic).values()) < len(envs) or statuses(topic).get(
-				"Pending"
-			), "killed mid-flow"
+			# killed inside the job: the message is still Pending (or not stored yet, when the job stored and
+			# handled it in one transaction): its handler's effect was never committed
+			status = _status_of(held.message_id)
+			assert status in ("Pending", None), f"the kill must land while its handler holds it: {status}"
 			worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "2")
 			wait_for(lambda: statuses(topic).get("Processed") == len(envs), 240, interval=1,
 				what=lambda: f"all handled: {statuses(topic)}\n{dispatcher.output()[-2000:]}\n"
@@ -174,6 +184,13 @@ def test_a_jsonworker_killed_mid_job_loses_nothing_and_handles_once(
 			dispatcher.stop()
 			worker.stop()
 	_each_handled_once(topic, envs)
+
+
+def _status_of(message_id: str) -> str | None:
+	import frappe
+
+	frappe.db.rollback()
+	return frappe.db.get_value("Message Log", {"message_id": message_id, "direction": "Inbound"}, "status")
 
 
 @pytest.mark.skipif(

@@ -332,9 +332,9 @@ def test_a_document_linking_to_a_master_not_here_waits_then_applies(both_kafka, 
 			courier.deliver(expect=2)
 			rows = {r.document_name: r for r in inbound(topic)}
 			assert rows[inv.name].status == "Waiting" and rows[inv.name].waiting_for == f"{MASTER}:{m.name}"
-			assert (
-				"waiting for" in rows[inv.name].last_error if hasattr(rows[inv.name], "last_error") else True
-			)
+			assert f"waiting for {MASTER} {m.name}" in (rows[inv.name].last_error or ""), rows[
+				inv.name
+			].last_error
 			assert rows[other.name].status == "Processed" and local(MASTER, other.name)
 		m.title = "now it is published"
 		m.save()
