@@ -6,6 +6,7 @@ Plain Python: never imports Frappe.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
@@ -149,6 +150,51 @@ def create_topics(
 		except Exception as e:  # the future's own timeout: no answer at all
 			results[topic] = f"no answer from the broker within {timeout:g}s ({type(e).__name__})"
 	return results
+
+
+@dataclass(frozen=True)
+class ExistingTopic:
+	"""What is true of a topic Spine could not create: ``matches`` is whether its configuration has the
+	values Spine needs (None: it could not be read); ``text`` says so for the log."""
+
+	matches: bool | None
+	text: str
+
+
+def existing_topic(
+	admin_conf: dict[str, Any], topic: str, wanted: dict[str, str], timeout: float = 10
+) -> ExistingTopic | None:
+	"""After Spine could not create its own ``topic`` (a principal without the Create ACL is refused
+	even where the topic exists): None when it does not exist (or the broker does not say), otherwise
+	its ``wanted`` settings as the broker reads them back (DescribeConfigs). Never raises."""
+	from confluent_kafka.admin import ConfigResource
+
+	admin = AdminClient(admin_conf)
+	try:  # all topics: asking for this one by name would make the broker auto-create it
+		meta = admin.list_topics(timeout=timeout).topics.get(topic)
+	except KafkaException:
+		return None
+	if meta is None or meta.error is not None:
+		return None
+	try:
+		(future,) = admin.describe_configs([ConfigResource(ConfigResource.Type.TOPIC, topic)]).values()
+		entries = future.result(timeout)
+	except Exception as e:
+		err = e.args[0] if isinstance(e, KafkaException) and e.args else e
+		text = err.str() if hasattr(err, "str") else str(err)
+		return ExistingTopic(
+			None, f"topic {topic} exists (made by the operator); its configuration could not be read ({text})"
+		)
+	actual = {k: (entries[k].value if k in entries else None) for k in wanted}
+	wrong = {k: v for k, v in actual.items() if v != wanted[k]}
+	shown = ", ".join(f"{k}={v}" for k, v in actual.items())
+	if wrong:
+		should = ", ".join(f"{k}={wanted[k]}" for k in wrong)
+		return ExistingTopic(
+			False,
+			f"topic {topic} exists with {shown}; Spine needs {should}: set it with kafka-configs --alter",
+		)
+	return ExistingTopic(True, f"topic {topic} exists with {shown}, as Spine needs")
 
 
 ZERO_TOPIC_ID = "AAAAAAAAAAAAAAAAAAAAAA"  # what a broker without topic ids answers (base64 of 16 zero bytes)

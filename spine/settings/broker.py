@@ -71,18 +71,26 @@ def ensure_topic(topic: str, why: str) -> None:
 	subscribed before it existed would find it only at its next metadata refresh. Never raises: a
 	broker that refuses logs a warning saying ``why`` the topic matters."""
 	from spine.config.topics import own_topic_config
-	from spine.kafka.admin import create_topics
+	from spine.kafka.admin import create_topics, existing_topic
 
 	settings = site_settings()
 	marker = f"{settings.bootstrap_servers}|{topic}"
 	if marker in _made_topics:
 		return
-	errors = create_topics(settings.admin, [topic], config=own_topic_config(topic), **topic_layout(settings))
+	wanted = own_topic_config(topic)
+	errors = create_topics(settings.admin, [topic], config=wanted, **topic_layout(settings))
 	if errors.get(topic):
-		log.warning(
-			"Spine on %s: could not create topic %s on %s (%s); %s",
-			frappe.local.site, topic, settings.bootstrap_servers, errors[topic], why,
-		)  # fmt: skip
+		# a principal without the Create ACL is refused even where the topic exists: say what is true
+		found = existing_topic(settings.admin, topic, wanted) if wanted else None
+		if found is not None and found.matches:
+			log.info("Spine on %s: %s (not created: %s)", frappe.local.site, found.text, errors[topic])
+		elif found is not None:
+			log.warning("Spine on %s: %s", frappe.local.site, found.text)
+		else:
+			log.warning(
+				"Spine on %s: could not create topic %s on %s (%s); %s",
+				frappe.local.site, topic, settings.bootstrap_servers, errors[topic], why,
+			)  # fmt: skip
 	_made_topics.add(marker)
 
 
