@@ -142,12 +142,13 @@ def _ensure_broker_package() -> None:
 
 
 def _set_up_demo() -> None:
-	"""ToDo published to ``spine-demo`` and handled by this site (demo handler), if not set up yet."""
+	"""ToDo published to ``spine-demo`` on each save (an insert is one save: one message, as the
+	README's first run shows) and handled by this site (demo handler), if not set up yet."""
 	producer = frappe.get_single("Spine Producer Config")
 	if not any(r.document_type == "ToDo" and r.topic == DEMO_TOPIC for r in producer.configs):
 		producer.enabled = 1
 		producer.append(
-			"configs", {"document_type": "ToDo", "topic": DEMO_TOPIC, "on_insert": 1, "on_update": 1}
+			"configs", {"document_type": "ToDo", "topic": DEMO_TOPIC, "on_insert": 0, "on_update": 1}
 		)
 		producer.save(ignore_permissions=True)
 		click.echo(f"demo: Spine Producer Config publishes ToDo to {DEMO_TOPIC}")

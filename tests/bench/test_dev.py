@@ -8,6 +8,7 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import pytest
 
@@ -67,6 +68,11 @@ def test_spine_dev_shows_a_todo_flow_and_ctrl_c_leaves_no_process(bare_site):
 				lambda step=step: f"{step} {name}" in dev.output(), 60, what=lambda: dev.output()[-3000:]
 			)
 		assert "ms after the save" in dev.output()
+		time.sleep(2)  # a second message of the same insert would be shown by now
+		shown = {
+			step: dev.output().count(f"{step} {name}") for step in ("published", "stored   ", "handled  ")
+		}
+		assert set(shown.values()) == {1}, f"one insert, one line of each as the README shows: {shown}"
 	finally:
 		dev.signal(signal.SIGINT)  # what Ctrl-C does: SIGINT to the terminal's process group
 		code = dev.proc.wait(60)
