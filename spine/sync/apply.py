@@ -29,7 +29,7 @@ _UPSERT = frozenset({"after_insert", "on_update", "on_update_after_submit"})
 
 @dataclass
 class Plan:
-	action: str  # create, update, submit, cancel, delete, rename
+	action: str  # create, update, submit, cancel, delete, rename, drop (a stale copy of a renamed one)
 	local_doctype: str
 	local_name: str | None
 	remote_name: str
@@ -40,6 +40,7 @@ class Plan:
 	new_name: str | None = None  # rename
 	map_entry: str | None = None  # this document's Spine Document Map entry, when it has one
 	changes: list[tuple[str, Any, Any]] = field(default_factory=list)
+	renamed_from: str | None = None  # a rename: the source's old name, remembered as renamed
 
 	def summary(self) -> str:
 		target = f"{self.local_doctype} {self.local_name or '(new)'}"
@@ -72,6 +73,8 @@ def apply(
 		) from None
 	if plan.action == "delete":
 		document_map.forget(plan.origin, plan.local_doctype, plan.remote_name)
+	elif plan.action == "drop":
+		pass  # the document is here under its new name already, with its own entry
 	else:
 		remote = plan.new_name or plan.remote_name
 		document_map.remember(plan.origin, plan.local_doctype, remote, local,
@@ -81,6 +84,10 @@ def apply(
 			wake(keys)
 		else:
 			woken.update(keys)
+	if plan.renamed_from:
+		document_map.remember_rename(plan.origin, plan.local_doctype, plan.renamed_from,
+			plan.new_name or plan.remote_name, (message.get("Header") or {}).get("Timestamp"), message_id,
+			rule.get("name"))  # fmt: skip
 	frappe.flags.spine_synced_docs = None
 	return plan.summary()
 
@@ -96,14 +103,31 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 		raise SyncSkipped("the message names no document (no Header.DocName or Payload.name)")
 	meta = frappe.get_meta(local_doctype)
 	entry = document_map.get(origin, local_doctype, remote)
+	renamed_away = None
+	if entry is not None and entry.renamed_to and event != "after_rename":
+		if str(header.get("Timestamp") or "") <= str(entry.renamed_at or ""):
+			raise SyncSkipped(
+				f"the source renamed {remote} to {entry.renamed_to} after this message: it is about the "
+				f"document now named {entry.renamed_to}, and older"
+			)
+		renamed_away, entry = entry, None  # a document made at the source under the old name since: a new one
 	_skip_if_not_newer(entry, payload, message, rule)
 
+	renamed_from = None
 	if event == "after_rename":
-		return _rename_plan(payload, rule, origin, remote, local_doctype, entry)
+		plan = _rename_plan(payload, rule, origin, remote, local_doctype, entry)
+		if plan is not None:
+			if plan.action == "rename":  # the renamed document also takes the state the message carries
+				plan.values, plan.tables, plan.ignore_links = mapping.mapped(payload, rule, meta, origin)
+			return plan
+		# the old name is not here (its earlier messages travel under another key and may come later):
+		# the rename brings the document under its new name, and the old name is remembered as renamed
+		renamed_from = (payload.get("rename_meta") or {}).get("old_name")
 	values, tables, ignore_flag = mapping.mapped(payload, rule, meta, origin)
 	local = _find_local(rule, origin, remote, local_doctype, values, entry)
 	base = {"local_doctype": local_doctype, "local_name": local, "remote_name": remote, "origin": origin,
-		"map_entry": entry.name if entry else None}  # fmt: skip
+		"map_entry": entry.name if entry else (renamed_away.name if renamed_away else None),
+		"renamed_from": renamed_from}  # fmt: skip
 	if event == "on_trash":
 		if rule.get("on_delete") != "Delete here":
 			raise SyncSkipped("the source was deleted; the rule says to keep the document here")
@@ -118,7 +142,7 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 				f"the source was cancelled; {local_doctype} {local or remote} is not submitted here"
 			)
 		return Plan("cancel", **base)
-	if event not in _UPSERT and event != "on_submit":
+	if event not in _UPSERT and event not in ("on_submit", "after_rename"):
 		raise SyncSkipped(f"event {event!r} is not one a sync rule applies")
 	if not local and not rule.get("create_missing"):
 		raise SyncSkipped(
@@ -188,23 +212,37 @@ def _skip_if_not_newer(entry, payload: dict[str, Any], message: dict[str, Any], 
 		)
 
 
-def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, entry) -> Plan:
+def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, entry) -> Plan | None:
+	"""The rename of the local copy of the source's old name to its new one; None when the old name is
+	not here (the caller applies the message as the document under its new name)."""
 	meta = payload.get("rename_meta") or {}
 	old, new = meta.get("old_name"), meta.get("new_name") or remote
 	if not old:
 		raise SyncSkipped("a rename message without rename_meta.old_name")
 	old_entry = document_map.get(origin, local_doctype, old)
-	local = (old_entry.local_name if old_entry and rule.get("find_by") != "Same name" else None) or (
+	if old_entry is not None and old_entry.renamed_to:
+		old_entry = None  # renamed already (a redelivery, or an earlier rename of that name)
+	same_name = rule.get("find_by") == "Same name"
+	local = (old_entry.local_name if old_entry and not same_name else None) or (
 		old if mapping.exists(local_doctype, old) else None
 	)
 	if not local:
-		raise SyncSkipped(f"the source renamed {old} to {new}; {local_doctype} {old} is not here")
+		return None
 	# the entry of the old name moves to the new one (unless the new name has one already)
 	moved = entry or old_entry
-	plan = Plan(
-		"rename", local_doctype, local, old, origin, new_name=new, map_entry=moved.name if moved else None
-	)
-	plan.changes = [("name", local, new if rule.get("find_by") == "Same name" else local)]
+	if same_name and new != local and mapping.exists(local_doctype, new):
+		if not old_entry:
+			raise SyncSkipped(
+				f"the source renamed {old} to {new}; both are here and {local_doctype} {old} was not made by "
+				"this rule, so it is left alone"
+			)
+		# a later message of the new name came first and made it: the old copy is stale
+		plan = Plan("drop", local_doctype, local, old, origin, new_name=new, renamed_from=old)
+		plan.changes = [("name", local, f"(removed: {new} is here already)")]
+		return plan
+	plan = Plan("rename", local_doctype, local, old, origin, new_name=new,
+		map_entry=moved.name if moved else None, renamed_from=old)  # fmt: skip
+	plan.changes = [("name", local, new if same_name else local)]
 	return plan
 
 
@@ -229,7 +267,7 @@ def _find_local(
 def _execute(plan: Plan, message: dict[str, Any], rule: dict[str, Any]) -> str:
 	"""Write the plan; returns the local document's name."""
 	doctype = plan.local_doctype
-	if plan.action == "delete":
+	if plan.action in ("delete", "drop"):
 		_mark_synced(doctype, plan.local_name)
 		frappe.delete_doc(doctype, plan.local_name, ignore_permissions=True)
 		return plan.local_name
@@ -241,13 +279,15 @@ def _execute(plan: Plan, message: dict[str, Any], rule: dict[str, Any]) -> str:
 	if plan.action == "unchanged":
 		return plan.local_name
 	if plan.action == "rename":
+		name = plan.local_name
 		if rule.get("find_by") == "Same name" and plan.new_name != plan.local_name:
 			_mark_synced(doctype, plan.local_name)
 			_mark_synced(doctype, plan.new_name)
-			return frappe.rename_doc(
+			name = frappe.rename_doc(
 				doctype, plan.local_name, plan.new_name, show_alert=False, rebuild_search=False
 			)
-		return plan.local_name
+		_catch_up(doctype, name, plan)
+		return name
 	if plan.local_name:
 		doc = frappe.get_doc(doctype, plan.local_name, for_update=True)
 	else:
@@ -265,6 +305,27 @@ def _execute(plan: Plan, message: dict[str, Any], rule: dict[str, Any]) -> str:
 	if plan.action == "submit" and doc.docstatus == 0:
 		doc.submit()
 	return doc.name
+
+
+def _catch_up(doctype: str, name: str, plan: Plan) -> None:
+	"""After a rename: the document takes the values the rename's message carries (changes made at the
+	source before the rename may have been skipped here, their messages coming after it)."""
+	current = _current(frappe.get_meta(doctype), name, plan.tables)
+	if current.docstatus != 0:
+		return
+	changed = any(not _same(current.get(k), v) for k, v in plan.values.items()) or any(
+		not _same_rows(current.get(t) or [], rows) for t, rows in plan.tables.items()
+	)
+	if not changed:
+		return
+	doc = frappe.get_doc(doctype, name, for_update=True)
+	doc.update(plan.values)
+	for table, rows in plan.tables.items():
+		doc.set(table, rows)
+	doc.flags.spine_synced = True
+	doc.flags.ignore_links = plan.ignore_links
+	doc.flags.ignore_permissions = True
+	doc.save()
 
 
 def _new_name(doc, plan: Plan, rule: dict[str, Any]) -> str | None:

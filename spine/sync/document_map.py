@@ -1,5 +1,8 @@
 """Spine Document Map: (origin site, local DocType, remote name) → local name, plus the newest
-source version applied, so a late or replayed message never overwrites newer data."""
+source version applied, so a late or replayed message never overwrites newer data; and, for a name
+the source renamed away, when it did (``renamed_to``/``renamed_at``): a rename travels under the new
+name's Kafka key, so the old name's earlier messages may come after it and must not bring the old
+document back."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ import frappe
 DOCTYPE = "Spine Document Map"
 
 
-_COLUMNS = "name, local_name, source_modified, last_message_id"
+_COLUMNS = "name, local_name, source_modified, last_message_id, renamed_to, renamed_at"
 
 
 def get(origin: str, doctype: str, remote_name: str) -> frappe._dict | None:
@@ -42,7 +45,7 @@ def remember(origin: str, doctype: str, remote_name: str, local: str, source_mod
 		frappe.db.sql(
 			"""UPDATE `tabSpine Document Map` SET remote_name = %(remote)s, local_name = %(local)s,
 			source_modified = %(source_modified)s, last_message_id = %(message_id)s, rule = %(rule)s,
-			modified = %(now)s, modified_by = %(user)s WHERE name = %(name)s""",
+			renamed_to = NULL, renamed_at = NULL, modified = %(now)s, modified_by = %(user)s WHERE name = %(name)s""",
 			values,
 		)
 		return
@@ -52,6 +55,20 @@ def remember(origin: str, doctype: str, remote_name: str, local: str, source_mod
 		VALUES (%(name)s, %(now)s, %(now)s, %(user)s, %(user)s, 0,
 			%(origin)s, %(doctype)s, %(remote)s, %(local)s, %(source_modified)s, %(message_id)s, %(rule)s)""",
 		values,
+	)
+
+
+def remember_rename(origin: str, doctype: str, old: str, new: str, at: str | None, message_id: str | None,
+		rule: str | None) -> None:  # fmt: skip
+	"""Record that the source renamed ``old`` to ``new`` at ``at`` (its Header.Timestamp): the old name's
+	messages from before then are skipped when they come late."""
+	entry = get(origin, doctype, old)
+	if entry is None:
+		remember(origin, doctype, old, new, None, message_id, rule)
+		entry = get(origin, doctype, old)
+	frappe.db.sql(
+		"UPDATE `tabSpine Document Map` SET local_name = %s, renamed_to = %s, renamed_at = %s WHERE name = %s",
+		(new, new, at, entry.name),
 	)
 
 

@@ -196,6 +196,82 @@ def test_a_master_is_mirrored_insert_update_rename_delete(both_kafka, configs):
 		courier.close()
 
 
+def _hold(*names: str) -> None:
+	"""Keep these documents' outbound rows back (as a relay retry would), so later ones overtake them."""
+	import frappe
+
+	frappe.db.sql(
+		"UPDATE `tabMessage Log` SET next_attempt_at = DATE_ADD(NOW(), INTERVAL 1 DAY) "
+		"WHERE direction = 'Outbound' AND status = 'Pending' AND document_name IN %s",
+		(names,),
+	)
+	frappe.db.commit()
+
+
+def _release(*names: str) -> None:
+	import frappe
+
+	frappe.db.sql(
+		"UPDATE `tabMessage Log` SET next_attempt_at = NULL WHERE direction = 'Outbound' "
+		"AND status = 'Pending' AND document_name IN %s",
+		(names,),
+	)
+	frappe.db.commit()
+
+
+@pytest.mark.parametrize("held", ["insert and update", "update only"])
+def test_a_rename_that_overtakes_earlier_messages_ends_as_the_source(both_kafka, configs, held):
+	"""A rename travels under the new name's Kafka key, so it can reach the other site before the old
+	name's earlier messages (found by the soak: the old document came back after the rename was
+	skipped). Whatever the order, B ends with the document under its new name, with the source's
+	values, and the old name's late messages bring nothing back."""
+	import frappe
+
+	a, b = both_kafka
+	producer, rule = configs
+	topic = unique("rename-race")
+	producer(a, {"document_type": MASTER, "topic": topic, "on_insert": 1, "on_update": 1, "after_rename": 1})
+	rule(b, topic=topic, source_doctype=MASTER, on_delete="Delete here")
+	name = unique("OLD")
+	courier = Courier(_bootstrap(), [topic])
+	try:
+		if held == "update only":  # the insert reaches B first
+			_master(name, price=1)
+			frappe.db.commit()
+			publish()
+			with on_site(b):
+				courier.deliver(expect=2)
+		else:
+			_master(name, price=1)
+			frappe.db.commit()
+		master = frappe.get_doc(MASTER, name)
+		master.title, master.price = "changed before the rename", 2
+		master.save()
+		frappe.db.commit()
+		_hold(name)
+		renamed = name + "-NEW"
+		frappe.rename_doc(MASTER, name, renamed)
+		frappe.db.commit()
+		publish()  # only the rename goes out: the old name's rows are held back
+		with on_site(b):
+			courier.deliver(expect=1)
+		_release(name)
+		publish()
+		with on_site(b):
+			courier.deliver(expect=1 if held == "update only" else 3)
+			assert not local(MASTER, name), "the old name did not come back"
+			assert local(MASTER, renamed, "title", "price") == {
+				"title": "changed before the rename",
+				"price": 2,
+			}
+			statuses = {r.event: r.status for r in inbound(topic) if r.status != "Processed"}
+			assert set(statuses.values()) <= {"Skipped"}, inbound(topic)
+			late = [r for r in inbound(topic) if r.status == "Skipped"]
+			assert all("renamed" in r.last_error for r in late), [r.last_error for r in late]
+	finally:
+		courier.close()
+
+
 def _bootstrap() -> str:
 	import frappe
 
