@@ -9,6 +9,7 @@ Tiers (see tests/README.md):
 from __future__ import annotations
 
 import os
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -56,6 +57,13 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
+	from tests.bench import helpers
+
+	if helpers._LOGS:
+		if exitstatus == 0:
+			shutil.rmtree(helpers._LOGS[0], ignore_errors=True)
+		else:
+			terminalreporter.write_line(f"Output of the bench processes this run started: {helpers._LOGS[0]}")
 	for description in _broker_used:
 		terminalreporter.write_line(f"Kafka broker of this run: {description}")
 	if _skipped_bench:

@@ -119,6 +119,17 @@ def unique(prefix: str) -> str:
 	return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+_LOGS: list[str] = []
+
+
+def logs_dir() -> str:
+	"""This test run's folder for the bench processes' output (removed at the end of a run that passed;
+	a failed run names it)."""
+	if not _LOGS:
+		_LOGS.append(tempfile.mkdtemp(prefix="spine-test-logs-"))
+	return _LOGS[0]
+
+
 class CheckedThread:
 	"""A thread for a test's helper work (a fault, a flow) whose failure fails the test: ``join()``
 	raises what the target raised, and fails if it has not ended within ``timeout``."""
@@ -156,7 +167,9 @@ class BenchProcess:
 	def __init__(self, *args: str, site: str | None = None):
 		self.args = args
 		BenchProcess.started.append(self)
-		self.log = tempfile.NamedTemporaryFile(prefix="spine-proc-", suffix=".log", delete=False)
+		self.log = tempfile.NamedTemporaryFile(
+			prefix="spine-proc-", suffix=".log", delete=False, dir=logs_dir()
+		)
 		self.proc = subprocess.Popen(
 			bench_command(*args, site=site),
 			cwd=bench_cwd(),

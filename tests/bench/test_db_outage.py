@@ -64,6 +64,8 @@ def test_consumer_resumes_after_connections_are_killed_and_handles_each_message_
 				interval=0.5,
 				what=lambda: f"all handled within {RESUME_SECONDS}s of the last kill: {statuses(topic)}\n{pipe.logs()}",
 			)
+			print(f"\n{len(envs)} handled {time.monotonic() - killer.ended_at:.1f}s after the last of "
+				f"{killer.killed} KILLs ({at_first_kill} handled before the first)")  # fmt: skip
 		finally:
 			pipe.stop()
 	counts = comments_per_message([e.message_id for e in envs])
