@@ -136,7 +136,11 @@ _PRODUCER_REQUIRED = {"enable.idempotence": True, "acks": "all"}
 # Defaults chosen for latency (a saved document should reach its handler in tens of
 # milliseconds); a user may override each. Batching still happens under load: librdkafka
 # collects records while earlier requests are in flight.
-_COMMON_DEFAULTS = {"socket.nagle.disable": True}  # no 40 ms wait for delayed ACKs on small requests
+_COMMON_DEFAULTS = {
+	"socket.nagle.disable": True,  # no 40 ms wait for delayed ACKs on small requests
+	# a broker back after an outage is reconnected to within a second (librdkafka backs off up to 10 s)
+	"reconnect.backoff.max.ms": 1000,
+}
 _PRODUCER_DEFAULTS = {"linger.ms": 1, "message.timeout.ms": 30_000}
 # Consumer settings the dispatcher relies on: offsets are stored only after Redis accepted a job.
 _CONSUMER_REQUIRED = {"enable.auto.offset.store": False}

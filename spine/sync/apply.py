@@ -149,9 +149,15 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 			f"{local_doctype} {remote} is not here and the rule only updates existing documents"
 		)
 	if payload.get("amended_from"):
-		values["amended_from"] = (
-			document_map.local_name(origin, local_doctype, payload["amended_from"]) or payload["amended_from"]
-		)
+		source = payload["amended_from"]
+		amends = document_map.local_name(origin, local_doctype, source) or source
+		if not mapping.exists(local_doctype, amends):
+			# its original travels under its own Kafka key and may come later (found by the soak)
+			raise SyncWaiting(
+				f"{local_doctype}:{amends}",
+				f"waiting for {local_doctype} {amends}, which this document amends: it is not on this site yet",
+			)
+		values["amended_from"] = amends
 	action = "create" if not local else "update"
 	if event == "on_submit" and rule.get("follow_submit"):
 		action = "submit"

@@ -272,6 +272,54 @@ def test_a_rename_that_overtakes_earlier_messages_ends_as_the_source(both_kafka,
 		courier.close()
 
 
+def test_an_amended_document_that_overtakes_its_original_waits_for_it(both_kafka, configs):
+	"""The amendment travels under its own name's Kafka key, so it can reach the other site before the
+	original it amends (found by the soak: Frappe refused it, "Could not find Amended From", and it was
+	marked Failed). It waits for the original, then applies."""
+	import frappe
+
+	a, b = both_kafka
+	producer, rule = configs
+	topic = unique("amend-race")
+	producer(a, {"document_type": MASTER, "topic": topic, "on_insert": 1, "on_update": 0},
+		{"document_type": INVOICE, "topic": topic, "on_insert": 1, "on_update": 1, "on_submit": 1, "on_cancel": 1})  # fmt: skip
+	rule(b, topic=topic, source_doctype=MASTER)
+	rule(b, topic=topic, source_doctype=INVOICE, follow_submit=1)
+	courier = Courier(_bootstrap(), [topic])
+	try:
+		m = _master(unique("M"))
+		frappe.db.commit()
+		publish()
+		with on_site(b):
+			courier.deliver(expect=2)
+		inv = frappe.get_doc({"doctype": INVOICE, "__newname": unique("INV"), "customer": "C1",
+			"items": [{"master": m.name, "qty": 2}]}).insert()  # fmt: skip
+		inv.submit()
+		inv.cancel()
+		amended = frappe.copy_doc(inv)
+		amended.amended_from = inv.name
+		amended.insert()
+		amended.submit()
+		frappe.db.commit()
+		_hold(inv.name)
+		publish()  # only the amendment goes out
+		with on_site(b):
+			courier.deliver(expect=4)  # its insert and submit: on_update, after_insert, on_update, on_submit
+			first, *later = [r for r in inbound(topic) if r.document_name == amended.name]
+			assert (first.status, first.waiting_for) == ("Waiting", f"{INVOICE}:{inv.name}"), first
+			assert {r.status for r in later} == {"Pending"}, "its later messages wait behind it"
+		_release(inv.name)
+		publish()
+		with on_site(b):
+			courier.deliver(expect=5)  # the original's insert, submit and cancel
+			assert local(INVOICE, inv.name, "docstatus")["docstatus"] == 2
+			copy = frappe.get_doc(INVOICE, amended.name)
+			assert copy.docstatus == 1 and copy.amended_from == inv.name
+			assert {r.status for r in inbound(topic)} == {"Processed"}, inbound(topic)
+	finally:
+		courier.close()
+
+
 def _bootstrap() -> str:
 	import frappe
 

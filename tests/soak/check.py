@@ -302,7 +302,11 @@ def _requests(journal: Journal, problems: list[Problem]) -> None:
 	for r in journal.requests:
 		if r.outcome == "reply":
 			continue
-		if r.outcome == "timeout" and fault_at(journal.faults, r.at) is not None:
+		ended = r.at + datetime.timedelta(seconds=r.seconds)
+		if r.outcome == "timeout" and any(
+			f.started - datetime.timedelta(seconds=2) <= ended and r.at <= f.ended + RECOVERY
+			for f in journal.faults
+		):
 			continue  # a request may go unanswered while a fault lasts; it must not be answered wrongly
 		problems.append(
 			Problem("request", r.at, f"{r.site}: request {r.request_id}: {r.outcome} after {r.seconds:.1f}s")

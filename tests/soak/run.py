@@ -179,8 +179,12 @@ def soak(seed: int, minutes: float, nodes: int = 1, out: str | None = None) -> d
 			stop = threading.Event()
 			rng = random.Random(seed)
 			threads = [
-				Traffic("a", sites["a"], sites_path, journal, rng.randrange(1 << 30), stop, spared),
-				Traffic("b", sites["b"], sites_path, journal, rng.randrange(1 << 30), stop, spared),
+				Traffic(
+					"a", sites["a"], sites_path, journal, rng.randrange(1 << 30), stop, spared, prefix=run_id
+				),
+				Traffic(
+					"b", sites["b"], sites_path, journal, rng.randrange(1 << 30), stop, spared, prefix=run_id
+				),
 				Requester("a", sites["a"], sites_path, topics["ask"]["b"], journal, stop, spared),
 				Requester("b", sites["b"], sites_path, topics["ask"]["a"], journal, stop, spared),
 			]

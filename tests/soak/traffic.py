@@ -78,9 +78,11 @@ class Traffic(SiteThread):
 		stop: threading.Event,
 		spared: set[int],
 		per_second: float = 4.0,
+		prefix: str = "soak",
 	):
 		super().__init__(site, sites_path, spared, name=f"traffic-{tag}")
 		self.tag, self.journal, self.stop, self.per_second = tag, journal, stop, per_second
+		self.prefix = f"{prefix}-{tag}"  # the run's own: a seed run again makes other names
 		self.rng = random.Random(seed)
 		self.todos: list[str] = []
 		self.masters: list[str] = []  # may be renamed or deleted
@@ -152,7 +154,7 @@ class Traffic(SiteThread):
 
 	def new_name(self, what: str) -> str:
 		self.made += 1
-		return f"soak-{self.tag}-{what}-{self.made:06d}-{self.rng.randrange(1 << 20):05x}"
+		return f"{self.prefix}-{what}-{self.made:06d}-{self.rng.randrange(1 << 20):05x}"
 
 	# --- ToDos: published to the other site, one Comment per message there
 	def todo_insert(self, ops: list) -> None:
