@@ -115,6 +115,8 @@ def write_results(path: str, name: str, rows: list[tuple[str, str]], data: dict)
 			"platform": platform.platform(),
 		},
 		"broker": BROKER[-1] if BROKER else None,
+		# benchmarks/run.sh all gives every benchmark of one run the same id: summary.py reads only those
+		"run": os.environ.get("SPINE_BENCH_RUN") or None,
 		**data,
 	}
 	out.write_text(json.dumps(payload, indent=2, default=str))
@@ -238,6 +240,30 @@ def tree_cpu_seconds(pid: int) -> float:
 		except (OSError, ValueError, IndexError):
 			pass
 	return total / tick
+
+
+def service_pids() -> dict[str, list[int]]:
+	"""The processes of what Spine stands on, for CPU beside Spine's own: MariaDB, the bench's Redis
+	servers, and the broker where the benchmark started it."""
+	found: dict[str, list[int]] = {"mariadb": [], "redis": [], "broker": list(BROKER_PIDS)}
+	for entry in os.listdir("/proc"):
+		if not entry.isdigit():
+			continue
+		try:
+			with open(f"/proc/{entry}/comm") as f:
+				name = f.read().strip()
+		except OSError:
+			continue
+		if name in ("mariadbd", "mysqld"):
+			found["mariadb"].append(int(entry))
+		elif name == "redis-server":
+			found["redis"].append(int(entry))
+	return found
+
+
+def services_cpu(pids: dict[str, list[int]]) -> dict[str, float]:
+	"""CPU seconds so far of each service of ``service_pids()``."""
+	return {name: sum(tree_cpu_seconds(p) for p in group) for name, group in pids.items()}
 
 
 @contextmanager

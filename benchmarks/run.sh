@@ -30,6 +30,9 @@ case "$which" in
 	soak) "$PY" -m tests.soak "$@" ;;  # not part of "all": its length is chosen (--minutes, default 60)
 	summary) "$PY" benchmarks/summary.py ;;
 	all)
+		# one id for this run's results: the summary reads only these, never an older file
+		export SPINE_BENCH_RUN="${SPINE_BENCH_RUN:-run-$(date +%Y%m%d-%H%M%S)}"
+		echo "benchmark run $SPINE_BENCH_RUN"
 		"$PY" benchmarks/producer_bench.py
 		"$PY" benchmarks/consumer_bench.py
 		"$PY" benchmarks/pipeline_bench.py

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -28,6 +29,8 @@ from common import (
 	connect_site,
 	last_log_name,
 	procfile_pipeline,
+	service_pids,
+	services_cpu,
 	summary,
 	tree_cpu_seconds,
 	wait_until,
@@ -62,6 +65,9 @@ def save_loop(rate: float, count: int, seconds: float, tag: str, out: str) -> No
 def main() -> None:
 	parser = argparse.ArgumentParser(description=__doc__)
 	parser.add_argument("--burst", type=int, default=1000, help="saves as fast as one process saves")
+	parser.add_argument(
+		"--rounds", type=int, default=3, help="burst rounds, each beside one with ToDo not configured"
+	)
 	parser.add_argument("--rates", default="25,50,100,200,500", help="paced rates to try (saves/s)")
 	parser.add_argument("--seconds", type=float, default=30, help="how long each paced rate runs")
 	parser.add_argument("--latency-rate", type=float, default=200)
@@ -148,10 +154,16 @@ def main() -> None:
 		used = {k: (v - before[k]) * 1000 / max(messages, 1) for k, v in cpu().items()}
 		return {**used, "consumer": used["dispatcher"] + used["jsonworkers"]}
 
-	def spine_to_save(used: dict[str, float], saver_ms: float) -> float:
-		"""CPU Spine's processes spent carrying a message (relay, dispatcher, jsonworkers) ÷ the CPU of
-		the save that made it (Frappe's insert with Spine's capture hook, in the saver process)."""
-		return (used["relay"] + used["consumer"]) / saver_ms if saver_ms else float("nan")
+	def spine_ms(used: dict[str, float], hook_ms: float) -> float:
+		"""All the CPU Spine spends on a message: relay, dispatcher and jsonworkers, and what its capture
+		hook adds to the save itself."""
+		return used["relay"] + used["consumer"] + hook_ms
+
+	def set_routes(rows: list[dict]) -> None:
+		doc = frappe.get_single("Spine Producer Config")
+		doc.set("configs", rows)
+		doc.save(ignore_permissions=True)
+		frappe.db.commit()
 
 	def paced(rate: float, seconds: float, label: str) -> dict:
 		"""Saves at ``rate`` for ``seconds``; backlog sampled every second."""
@@ -183,7 +195,8 @@ def main() -> None:
 			"handled_after_last_save_s": max(calls.values()) - max(t for _, t in saved) if calls else None,
 			"consumer_cpu_ms_per_message": used["consumer"],
 			"cpu_ms_per_message": used,
-			"spine_cpu_to_save_ratio": spine_to_save(used, saver_ms),
+			"spine_cpu_to_save_ratio": spine_ms(used, results["capture_hook_cpu_ms"])
+			/ results["save_alone_cpu_ms"],
 			"save_to_handler_ms": summary(lat) if lat else None,
 		}
 
@@ -197,28 +210,68 @@ def main() -> None:
 		):
 			procs.extend(started)
 			after = last_log_name(frappe)
+			results["capture_hook_cpu_ms"], results["save_alone_cpu_ms"] = (
+				0.0,
+				float("nan"),
+			)  # set by the burst
 			results["warm_up"] = paced(20, 3, "warm")
 
-			# burst: as fast as one process saves, each save its own commit
-			cache.delete_value(CALLS_KEY)
-			cpu0 = cpu()
-			runs, files = savers(0, args.burst, 0, "burst")
-			for r in runs:
-				r.wait()
-			saved = [s for f in files for s in json.loads(f.read_text())["saves"]]
-			last_save = max(t for _, t in saved)
-			wait_until(lambda: cache.llen(CALLS_KEY) >= len(saved), 600, "the burst handled")
-			calls = handled()
-			used = cpu_ms_per_message(cpu0, len(saved))
-			saver_ms = saver_cpu_ms(files, len(saved))
-			results["burst"] = {
-				"saves": len(saved),
-				"saves_per_second": len(saved) / (last_save - min(t for _, t in saved)),
-				"handled_after_last_save_s": max(calls.values()) - last_save,
-				"cpu_ms_per_message": used,
-				"saver_cpu_ms_per_save": saver_ms,
-				"spine_cpu_to_save_ratio": spine_to_save(used, saver_ms),
+			# burst: as fast as one process saves, each save its own commit; in rounds that alternate with
+			# the same saves while ToDo is not configured, so what the capture hook adds to the save (and
+			# the save's own CPU without Spine) are measured in the same minutes, not assumed
+			on, off, services = [], [], service_pids()
+			for round_no in range(2 * args.rounds):
+				configured = round_no % 2 == 0
+				set_routes(producer_rows if configured else [])
+				cache.delete_value(CALLS_KEY)
+				cpu0, svc0 = cpu(), services_cpu(services)
+				runs, files = savers(0, args.burst // args.rounds, 0, f"burst-{round_no}")
+				for r in runs:
+					r.wait()
+				saved = [s for f in files for s in json.loads(f.read_text())["saves"]]
+				last_save = max(t for _, t in saved)
+				if configured:
+					expected = len(saved)
+					wait_until(lambda: cache.llen(CALLS_KEY) >= expected, 600, "the burst handled")
+				else:
+					time.sleep(1)  # nothing to carry: Spine's processes idle meanwhile
+				calls = handled()
+				(on if configured else off).append({
+					"saves": len(saved),
+					"saves_per_second": len(saved) / max(last_save - min(t for _, t in saved), 1e-9),
+					"handled_after_last_save_s": max(calls.values()) - last_save if calls else None,
+					"cpu_ms_per_message": cpu_ms_per_message(cpu0, len(saved)),
+					"services_cpu_ms_per_save": {k: (v - svc0[k]) * 1000 / len(saved)
+						for k, v in services_cpu(services).items()},
+					"saver_cpu_ms_per_save": saver_cpu_ms(files, len(saved)),
+				})  # fmt: skip
+			set_routes(producer_rows)
+			save_alone = statistics.median(r["saver_cpu_ms_per_save"] for r in off)
+			hook = statistics.median(r["saver_cpu_ms_per_save"] for r in on) - save_alone
+			used = {
+				k: statistics.median(r["cpu_ms_per_message"][k] for r in on)
+				for k in on[0]["cpu_ms_per_message"]
 			}
+			results["save_alone_cpu_ms"] = save_alone
+			results["capture_hook_cpu_ms"] = hook
+			results["burst"] = {
+				"rounds_configured": on,
+				"rounds_not_configured": off,
+				"saves": sum(r["saves"] for r in on),
+				"saves_per_second": statistics.median(r["saves_per_second"] for r in on),
+				"handled_after_last_save_s": statistics.median(r["handled_after_last_save_s"] for r in on),
+				"cpu_ms_per_message": used,
+				"saver_cpu_ms_per_save": save_alone + hook,
+				"save_alone_cpu_ms": save_alone,
+				"capture_hook_cpu_ms": hook,
+				"spine_cpu_ms_per_message": spine_ms(used, hook),
+				"spine_cpu_to_save_ratio": spine_ms(used, hook) / save_alone,
+				"services_cpu_ms_per_save": {
+					k: {"configured": statistics.median(r["services_cpu_ms_per_save"][k] for r in on),
+						"not configured": statistics.median(r["services_cpu_ms_per_save"][k] for r in off)}
+					for k in services
+				},
+			}  # fmt: skip
 			time.sleep(2)
 			results["latency"] = paced(args.latency_rate, args.seconds, "latency")
 			results["paced"] = [paced(float(r), args.seconds, f"paced-{r}") for r in args.rates.split(",")]
@@ -244,8 +297,13 @@ def main() -> None:
 			"all handled, after the last save (s)", f"{results['burst']['handled_after_last_save_s']:.2f}"),
 		("  CPU per message in the burst: dispatcher / jsonworkers / relay (ms)",
 			" / ".join(f"{results['burst']['cpu_ms_per_message'][k]:.2f}" for k in ("dispatcher", "jsonworkers", "relay"))),
-		("  the saver's own CPU per save in the burst (ms); Spine's CPU ÷ the save's",
-			f"{results['burst']['saver_cpu_ms_per_save']:.2f}; {results['burst']['spine_cpu_to_save_ratio']:.2f}×"),
+		("  the save alone (ToDo not configured, alternated rounds) / what Spine's capture hook adds (ms CPU)",
+			f"{results['save_alone_cpu_ms']:.2f} / {results['capture_hook_cpu_ms']:.2f}"),
+		("  Spine's CPU per message (relay + dispatcher + jsonworkers + capture hook) ÷ the save alone",
+			f"{results['burst']['spine_cpu_ms_per_message']:.2f} ms; {results['burst']['spine_cpu_to_save_ratio']:.2f}×"),
+		("  MariaDB / Redis / broker CPU per save, configured vs not (ms)",
+			" / ".join(f"{v['configured']:.2f} vs {v['not configured']:.2f}"
+				for v in results["burst"]["services_cpu_ms_per_save"].values())),
 		(f"save → handler, {args.latency_rate:.0f} saves/s asked ({results['latency']['rate_saved']:.0f}/s saved), "
 			"median / p95 (ms)", f"{lat['median']:.1f} / {lat['p95']:.1f}"),
 		*(
