@@ -6,10 +6,10 @@ What this keeps true:
   (``Outcomes`` writes the statuses in the same transaction);
 - concurrent processors (scheduler, kicks, several jsonworkers) never handle a row twice: a
   batch's rows are locked ``FOR UPDATE SKIP LOCKED``, by primary key (or message id) only, so no
-  other row of Message Log, and no place where a new one goes, is locked;
-- rows of one document (same topic and Kafka key) are handled in offset order: a row waits while
-  an earlier one is unfinished and not in this batch, and a failure holds back the later rows of
-  its document in the batch; Failed rows no longer block;
+  other row of Message Log, and no place where a new one goes, is locked (``spine.message_log``);
+- the order rule (``spine.message_log``): a row waits while an earlier one of its document is
+  unfinished and not in this batch, and a failure holds back the later rows of its document in the
+  batch; Failed rows no longer block;
 - a handler that calls ``frappe.db.commit()`` or ``rollback()`` itself is noticed: the batch stops
   right there (what committed is recorded, what rolled back is handled again), and from then on
   that handler's messages are handled one per transaction, as Spine's first release did.
@@ -22,53 +22,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import frappe
-from frappe.utils import now_datetime
 
-from spine import compat, logs, spans
+from spine import compat, logs, message_log, spans
 from spine.config.topics import KEYS_TOPIC
-from spine.consumer import payload_schema
 from spine.consumer.outcomes import Outcomes
 from spine.consumer.routing import KEYS_ROUTE, SELF_COMMITTING, Route, Router
-from spine.consumer.running import Ended, Failure, Runner
-from spine.errors import SpineError
+from spine.consumer.running import Ended, Failure, Runner, failure_outcome
+from spine.message_log import Outcome
 from spine.retry import RetryPolicy
-from spine.settings import trusted_keys
 
 log = logs.logger(__name__)
 
 BATCH_SECONDS = 2.0  # a batch stops taking new messages after this long, so its locks are held briefly
-
-# Every locking statement on Message Log names the index it must use: left alone, MariaDB locks
-# through the (direction, status, next_attempt_at) index or a full scan, and its gap locks then hold
-# up every new row of the table (a user's save, the intake) until the batch commits, and deadlock
-# with them (measured: a request's INSERT against a processing batch)
-LOCK_SQL = """
-	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
-		origin_site, attempts, message, creation, trace_parent
-	FROM `tabMessage Log` FORCE INDEX (PRIMARY)
-	WHERE name IN %(names)s AND direction = 'Inbound' AND status IN ('Pending', 'Error', 'Waiting')
-		AND (next_attempt_at IS NULL OR next_attempt_at <= %(now)s)
-	ORDER BY name LIMIT %(limit)s
-	FOR UPDATE SKIP LOCKED
-"""
-# The rows a job just stored, by message id (unique), in the job's own transaction.
-LOCK_STORED_SQL = """
-	SELECT name, status, topic, kafka_key, kafka_partition, kafka_offset, document_type, event,
-		origin_site, attempts, message, creation, trace_parent
-	FROM `tabMessage Log` FORCE INDEX (unique_message_id_direction)
-	WHERE message_id IN %(ids)s AND direction = 'Inbound' AND status = 'Pending' AND next_attempt_at IS NULL
-	ORDER BY name
-	FOR UPDATE SKIP LOCKED
-"""
-# Per document of a batch, the first unfinished row that the batch does not hold and that comes
-# before some row it holds (rows of a partition are stored in offset order, so name order is
-# offset order within a document).
-_FIRST_FOREIGN_SQL = """
-	SELECT topic, kafka_key, MIN(name) AS first FROM `tabMessage Log`
-	WHERE direction = 'Inbound' AND kafka_key IN %(keys)s AND status IN ('Pending', 'Processing', 'Error', 'Waiting')
-		AND name < %(last)s AND name NOT IN %(mine)s
-	GROUP BY topic, kafka_key
-"""
 
 
 @dataclass
@@ -92,9 +57,7 @@ class Batch:
 		return self.outcomes.finished
 
 	def run(self, names: list[int], limit: int) -> int:
-		rows = frappe.db.sql(
-			LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": limit}, as_dict=True
-		)
+		rows = message_log.lock_due(names, limit)
 		if not rows:
 			frappe.db.rollback()
 			return 0
@@ -102,9 +65,7 @@ class Batch:
 
 	def run_stored(self, message_ids: list[str]) -> int:
 		"""``run`` for the rows of ``message_ids`` stored in this transaction; commits even if none is due."""
-		rows = (
-			frappe.db.sql(LOCK_STORED_SQL, {"ids": tuple(message_ids)}, as_dict=True) if message_ids else []
-		)
+		rows = message_log.lock_stored(message_ids)
 		if not rows:
 			frappe.db.commit()  # nosemgrep: frappe-manual-commit - what the caller stored
 			return 0
@@ -113,7 +74,7 @@ class Batch:
 	def _run_locked(self, rows: list) -> int:
 		out, runner = self.outcomes, self.runner
 		# keys first: a message signed by a key that arrived in the same batch is checked against it
-		rows = sorted(self._in_document_order(rows), key=lambda r: r.topic != KEYS_TOPIC)
+		rows = sorted(message_log.in_document_order(rows), key=lambda r: r.topic != KEYS_TOPIC)
 		out.rows = {r.name: r for r in rows}
 		compat.after_commit(runner.ended.on_commit)
 		compat.after_rollback(runner.ended.on_rollback)
@@ -148,41 +109,17 @@ class Batch:
 		return self.finished
 
 	def _admitted(self, row) -> Route | None:
-		"""The row's route, or None when it may not run (its outcome is recorded)."""
-		out = self.outcomes
-		skip_reason, route = self.router.route(row)
-		if skip_reason:
-			out.mark(row.name, "Skipped", skip_reason)
+		"""The row's route, or None when it may not run (its outcome is settled): no route (Skipped), or
+		a gate that stops it (trust, schema)."""
+		found = self.router.route(row)
+		if isinstance(found, Outcome):
+			self.outcomes.settle(row, found)
 			return None
-		if refused := self.router.trust_gate(row, route):
-			if refused[0] == trusted_keys.RETRY:
-				out.record_failure(row, SpineError(refused[1]), refused[1])
-			else:
-				out.mark(row.name, *refused)
-			return None
-		try:
-			stop = self.router.schema_gate(row, route)
-		except payload_schema.SchemaNotYetKnown as e:
-			out.record_failure(row, e, str(e))
-			return None
-		if stop:
-			out.mark(row.name, *stop)
-			return None
-		return route
-
-	def _in_document_order(self, rows: list) -> list:
-		"""Drop rows behind an unfinished earlier row of their document that this batch does not hold."""
-		keys = tuple({r.kafka_key for r in rows if r.kafka_key is not None})
-		if not keys:
-			return rows
-		names = tuple(r.name for r in rows)
-		first_foreign = {
-			(f.topic, f.kafka_key): f.first
-			for f in frappe.db.sql(
-				_FIRST_FOREIGN_SQL, {"keys": keys, "last": max(names), "mine": names}, as_dict=True
-			)
-		}
-		return [r for r in rows if r.name < first_foreign.get((r.topic, r.kafka_key), r.name + 1)]
+		for gate in (self.router.trust_gate, self.router.schema_gate):
+			if (stopped := gate(row, found)) is not None:
+				self.outcomes.settle(row, stopped)
+				return None
+		return found
 
 	def _commit(self) -> None:
 		self.outcomes.write()
@@ -214,11 +151,11 @@ class Batch:
 		if failure:
 			frappe.db.rollback()  # what the handler wrote after its own commit/rollback
 			for row in rows:
-				out.record_failure(row, *failure)
+				out.settle(row, failure_outcome(failure[0]), failure[1])
 		else:
 			earlier = earlier + [r.name for r in rows]
 		if earlier:
-			out.set_status(earlier, "Processed", None)
+			out.set_status(earlier, message_log.PROCESSED, None)
 		for (status, reason), names in marked.items():
 			out.set_status(names, status, reason)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - settle at once: the rows are no longer locked
@@ -229,9 +166,7 @@ class Batch:
 		out = self.outcomes
 		out.finished = 0
 		self.runner.ended = Ended(closing=True)  # commits inside are expected now
-		locked = frappe.db.sql(
-			LOCK_SQL, {"names": (row.name,), "now": now_datetime(), "limit": 1}, as_dict=True
-		)
+		locked = message_log.lock_due([row.name], 1)
 		if not locked:
 			frappe.db.rollback()
 			return 0
@@ -239,8 +174,8 @@ class Batch:
 		out.rows[row.name] = row
 		failure = self.runner.alone(row, route)
 		if failure:
-			out.record_failure(row, *failure)
+			out.settle(row, failure_outcome(failure[0]), failure[1])
 		else:
-			out.set_status([row.name], "Processed", None)
+			out.set_status([row.name], message_log.PROCESSED, None)
 		frappe.db.commit()  # nosemgrep: frappe-manual-commit - handler effects and status commit together
 		return self.finished

@@ -13,7 +13,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, envelope, logs, metrics, spans, trace
+from spine import compat, db_connection, envelope, logs, message_log, metrics, spans, trace
 from spine.config.kafka import SPINE_KEYS
 from spine.errors import MalformedMessage
 from spine.kafka.records import Record, record_value
@@ -21,14 +21,7 @@ from spine.kafka.stored import job_parts
 
 log = logs.logger(__name__)
 
-# Columns that differ per message; the others are the same for a whole batch and are written into
-# the statement once (escaping 20 parameters per row cost more than the insert itself).
-_COLUMNS = (
-	"status", "message_id", "document_type", "document_name", "event", "topic", "kafka_key",
-	"kafka_partition", "kafka_offset", "origin_site", "last_error", "message", "correlation_id",
-	"trace_parent",
-)  # fmt: skip
-_FIXED_COLUMNS = "name, creation, modified, owner, modified_by, docstatus, idx, direction, attempts"
+_COLUMNS = message_log.INBOUND_COLUMNS  # the values each row gives, in this order
 # Text columns and their lengths (message_log.json). INSERT IGNORE would cut a longer value
 # silently, so two message ids sharing a prefix would collapse into one row; envelope.column_value
 # stores such values in a form that stays unique instead.
@@ -41,7 +34,6 @@ _TEXT_COLUMNS = {
 # Bigger ones, or any while other jobs wait, are handed to processing jobs so storing stays fast.
 INLINE_PROCESS_MAX_ROWS = 50
 INLINE_PROCESS_SECONDS = 1.0
-_ROW_PARAMS = ", ".join(["%s"] * len(_COLUMNS))
 
 
 def store_batch(
@@ -158,21 +150,11 @@ def _insert(records: list[Record]) -> tuple[int, list[str]]:
 	status_at, id_at = _COLUMNS.index("status"), _COLUMNS.index("message_id")
 	for rec in records:
 		row = _row(rec, max_bytes)
-		if row[status_at] == "Pending":
+		if row[status_at] == message_log.PENDING:
 			pending.append(row[id_at])
 		values.extend(row)
 	started = time.time_ns()
-	stamp = frappe.db.escape(str(now))
-	row_sql = (
-		f"(NEXTVAL(`message_log_id_seq`), {stamp}, {stamp}, 'Administrator', 'Administrator', 0, 0, "
-		f"'Inbound', 0, {_ROW_PARAMS})"
-	)
-	frappe.db.sql(
-		f"INSERT IGNORE INTO `tabMessage Log` ({_FIXED_COLUMNS}, {', '.join(_COLUMNS)}) VALUES "
-		+ ", ".join([row_sql] * len(records)),
-		values,
-	)
-	inserted = frappe.db._cursor.rowcount
+	inserted = message_log.insert_inbound(values, len(records), now)
 	if spans.available():
 		at = _COLUMNS.index("trace_parent")
 		for i in range(at, len(values), len(_COLUMNS)):
@@ -239,12 +221,12 @@ def _row(rec: Record, max_bytes: int) -> list[Any]:
 			e.reason,
 		)
 		return _values(
-			base, status="Invalid", message_id=coordinate_id(rec), last_error=e.reason,
+			base, status=message_log.INVALID, message_id=coordinate_id(rec), last_error=e.reason,
 			message=_readable(rec, raw, max_bytes),
 		)  # fmt: skip
 	return _values(
 		{**base, "kafka_key": rec.get("key") or env.key},
-		status="Pending",
+		status=message_log.PENDING,
 		message_id=env.message_id or coordinate_id(rec),
 		document_type=env.doctype,
 		document_name=env.docname,

@@ -1,9 +1,10 @@
 """What the messages of a processing batch came to, written in the batch's own transaction.
 
-Processed rows and rows marked with one status and reason (Skipped, Invalid, ...) are written with
-one UPDATE each at commit; a failure (Error with its next attempt, or Failed) and a wait for a
-missing document are written at once, with a line in the row's attempt history; a sync rule's
-outcome is a note appended to the history at commit. Metrics are recorded only once the batch's
+Every message's ``spine.message_log.Outcome`` is settled here. Processed rows and rows marked with
+one status and reason (Skipped, Invalid, ...) are written with one UPDATE each at commit; a failure
+(Error with its next attempt, or Failed) and a wait for a missing document are written at once, with
+a line in the row's attempt history; a sync rule's outcome is a note appended to the history at
+commit. ``spine.message_log`` writes all of it. Metrics are recorded only once the batch's
 transaction commits, so a batch done again counts once.
 """
 
@@ -15,20 +16,16 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, logs, metrics, trace
-from spine.errors import PermanentHandlerError
+from spine import compat, logs, message_log, metrics, trace
+from spine.message_log import Outcome
 from spine.retry import RetryPolicy
-from spine.sync import apply as sync_apply
 
 log = logs.logger(__name__)
 
-# By primary key only: through another index the UPDATE gap-locks where new rows go (every save)
-STATUS_SQL = """UPDATE `tabMessage Log` FORCE INDEX (PRIMARY) SET status = %(status)s, done_at = %(now)s,
-	modified = %(now)s, next_attempt_at = NULL, last_error = COALESCE(%(reason)s, last_error) WHERE name IN %(names)s"""
-
 
 class Outcomes:
-	"""The statuses, notes, failures and metrics of one batch."""
+	"""The statuses, notes, failures and metrics of one batch: every message's ``Outcome`` comes here
+	(``settle``), and ``spine.message_log`` writes it."""
 
 	def __init__(self, policy: RetryPolicy):
 		self.policy = policy
@@ -41,80 +38,70 @@ class Outcomes:
 		self.woken: set[str] = set()  # documents synced in this batch: their waiters are due
 		self._measured: list[tuple[Callable, str, float, dict]] = []
 
-	def mark(self, name: int, status: str, reason: str) -> None:
-		self.marked.setdefault((status, reason), []).append(name)
+	def settle(self, row, outcome: Outcome, traceback: str | None = None) -> None:
+		"""Record what handling ``row`` came to: a final status at commit (Processed, Skipped, Invalid, a
+		gate's Failed), or at once a failure with its next attempt, or a wait for a missing document;
+		by the order rule, a failure or a wait holds back the later messages of its document."""
+		if outcome.waiting_for:
+			self._wait(row, outcome)
+		elif outcome.retry or outcome.error is not None:
+			self._fail(row, outcome, traceback)
+		elif outcome.status == message_log.PROCESSED:
+			self.processed.append(row.name)
+		else:
+			self.marked.setdefault((outcome.status, outcome.reason), []).append(row.name)
 
 	def write(self) -> None:
 		"""Write what waits for the commit: Processed and marked rows, notes, waiters woken."""
 		if self.processed:
-			self.set_status(self.processed, "Processed", None)
+			self.set_status(self.processed, message_log.PROCESSED, None)
 		for (status, reason), names in self.marked.items():
 			self.set_status(names, status, reason)
-		self._write_notes()
-		sync_apply.wake(self.woken)
+		if self.notes:
+			message_log.add_notes(self.notes)
+			self.notes = {}
+		message_log.wake(self.woken)
 		self.processed, self.marked, self.woken = [], {}, set()
 
 	def set_status(self, names: list[int], status: str, reason: str | None) -> None:
 		self._count(names, status)
-		now = now_datetime()
-		frappe.db.sql(STATUS_SQL, {"status": status, "now": now, "reason": reason, "names": tuple(names)})
+		message_log.set_status(names, status, reason)
 		self.finished += len(names)
 
-	def record_waiting(self, row, waiting: sync_apply.SyncWaiting) -> None:
-		"""The message needs a document that is not here yet: it waits (holding back later messages of
-		its document), is tried again when that document arrives or on the retry schedule, and is
-		marked Failed if it is still waiting after the last attempt."""
-		attempts = (row.attempts or 0) + 1
-		now = now_datetime()
-		if not self.policy.should_retry(attempts):
-			self.record_failure(
-				row, PermanentHandlerError(f"{waiting} (still, after {attempts} attempts)"), str(waiting)
-			)
+	def _wait(self, row, outcome: Outcome) -> None:
+		"""The message needs a document that is not here yet: it waits (tried again when that document
+		arrives, or on the retry schedule), Failed if still waiting after the last attempt."""
+		if message_log.record_waiting(row, outcome, self.policy) is None:
+			attempts = (row.attempts or 0) + 1
+			self._fail(row, message_log.failed(f"{outcome.reason} (still, after {attempts} attempts)"), None)
 			return
-		next_at = self.policy.next_attempt_at(attempts, now)
 		self.measure(metrics.inc, "spine_sync_outcomes_total", 1, topic=row.topic, outcome="wait")
-		frappe.db.sql(
-			"""UPDATE `tabMessage Log` SET status = 'Waiting', waiting_for = %s, attempts = %s, next_attempt_at = %s,
-			last_error = %s, attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
-			WHERE name = %s""",
-			(waiting.waiting_for, attempts, next_at, str(waiting),
-				f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {waiting}; tried again when it arrives or at {next_at:%H:%M:%S}",
-				now, row.name),
-		)  # fmt: skip
 		self.finished += 1
 		self.blocked_keys.add((row.topic, row.kafka_key))
 
-	def record_failure(self, row, error: Exception, tb: str) -> None:
-		"""A handler raised: Error with the next attempt's time (holding back later messages of its
-		document), or Failed after the last attempt or when the handler said not to retry."""
-		attempts = (row.attempts or 0) + 1
-		now = now_datetime()
-		permanent = isinstance(error, PermanentHandlerError)
-		if permanent or not self.policy.should_retry(attempts):
-			status, next_at = "Failed", None
-			outcome = "marked Failed" + (
-				" (handler said not to retry)" if permanent else f" after {attempts} attempts"
-			)
-		else:
-			status, next_at = "Error", self.policy.next_attempt_at(attempts, now)
-			outcome = f"will retry at {next_at:%Y-%m-%d %H:%M:%S}"
+	def _fail(self, row, outcome: Outcome, traceback: str | None) -> None:
+		"""A handler (or a gate) failed: Error with the next attempt's time, or Failed after the last
+		attempt or when the outcome is final."""
+		status, next_at = message_log.record_failure(row, outcome, self.policy, traceback)
+		if status == message_log.ERROR:
 			self.blocked_keys.add((row.topic, row.kafka_key))  # later events of this document wait
 			self.measure(metrics.inc, "spine_messages_retried_total", 1, topic=row.topic)
-		if status == "Failed":
+			told = f"will retry at {next_at:%Y-%m-%d %H:%M:%S}"
+		else:
 			self.rows.setdefault(row.name, row)
-			self._count([row.name], "Failed")
-		line = f"{now:%Y-%m-%d %H:%M:%S} attempt {attempts}: {type(error).__name__}: {str(error)[:200]}; {outcome}"
-		frappe.db.sql(
-			"""UPDATE `tabMessage Log` SET status = %s, attempts = %s, next_attempt_at = %s, last_error = %s,
-			attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s
-			WHERE name = %s AND status IN ('Pending', 'Error', 'Waiting')""",
-			(status, attempts, next_at, tb, line, now, row.name),
-		)
+			self._count([row.name], message_log.FAILED)
+			told = "marked Failed"
 		self.finished += 1
+		error = outcome.error
+		what = (
+			f"{type(error).__name__}: {str(error)[:200]}"
+			if error is not None
+			else (outcome.reason or "")[:200]
+		)
 		log.warning(
 			"Spine processor on %s: message %s (%s %s, topic %s, trace %s) failed on attempt %s: %s; %s",
 			frappe.local.site, row.name, row.document_type, row.kafka_key, row.topic,
-			trace.trace_id(row.get("trace_parent")) or "-", attempts, str(error)[:200], outcome,
+			trace.trace_id(row.get("trace_parent")) or "-", (row.attempts or 0) + 1, what, told,
 		)  # fmt: skip
 
 	def measure(self, record: Callable, name: str, value: float, **labels: Any) -> None:
@@ -147,17 +134,3 @@ class Outcomes:
 			self.measure(metrics.inc, "spine_messages_handled_total", 1, topic=row.topic, status=status)
 			self.measure(metrics.observe, "spine_stored_to_handled_seconds",
 				(now - row.creation).total_seconds(), topic=row.topic)  # fmt: skip
-
-	def _write_notes(self) -> None:
-		"""Append each row's note to its attempt history: one UPDATE per 500 rows."""
-		stamp = f"{now_datetime():%Y-%m-%d %H:%M:%S}"
-		notes = list(self.notes.items())
-		for start in range(0, len(notes), 500):
-			chunk = notes[start : start + 500]
-			frappe.db.sql(
-				"UPDATE `tabMessage Log` FORCE INDEX (PRIMARY) SET attempt_history = CONCAT_WS('\n', attempt_history, CASE name "
-				+ " ".join(["WHEN %s THEN %s"] * len(chunk))
-				+ " END) WHERE name IN %s",
-				(*[v for name, note in chunk for v in (name, f"{stamp} {note}")], tuple(n for n, _ in chunk)),
-			)
-		self.notes = {}

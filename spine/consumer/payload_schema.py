@@ -9,7 +9,8 @@ from typing import Any
 
 import frappe
 
-from spine import schema
+from spine import message_log, schema
+from spine.message_log import Outcome
 
 
 class SchemaNotYetKnown(Exception):
@@ -33,17 +34,16 @@ def receive(message: dict[str, Any]) -> None:
 	).db_insert()  # fmt: skip
 
 
-def gate(body: dict[str, Any], topic: str, config: dict[str, Any]) -> tuple[str, str] | None:
-	"""``(status, reason)`` when the row's schema rules stop this message (Skipped: a version the row
-	does not accept; Invalid: a payload that breaks its schema), else None. Raises
-	``SchemaNotYetKnown`` when the payload should be checked against a schema not received yet."""
+def gate(body: dict[str, Any], topic: str, config: dict[str, Any]) -> Outcome | None:
+	"""The outcome when the row's schema rules stop this message (Skipped: a version the row does not
+	accept; Invalid: a payload that breaks its schema; tried again later: a schema not received yet),
+	else None."""
 	header = body.get("Header") or {}
 	version = header.get("PayloadSchema")
 	accepted = config.get("accepted_schemas") or []
 	doctype = header.get("DocType")
 	if accepted and version not in accepted:
-		return (
-			"Skipped",
+		return message_log.skipped(
 			f"payload schema {version or '(none: an older producer)'} of {doctype} on {topic} is not among the "
 			f"versions this site's Spine Consumer Config row accepts ({', '.join(accepted)}); accept it there, "
 			"then Replay this entry",
@@ -51,14 +51,17 @@ def gate(body: dict[str, Any], topic: str, config: dict[str, Any]) -> tuple[str,
 	if not config.get("validate_payload"):
 		return None
 	if not version:
-		return ("Invalid", f"the row validates payloads, but this {doctype} message names no payload schema")
+		return message_log.invalid(
+			f"the row validates payloads, but this {doctype} message names no payload schema"
+		)
 	stored = frappe.db.get_value(
 		schema.SCHEMA_DOCTYPE, {"topic": topic, "document_type": doctype, "version": version}, "schema"
 	)
 	if not stored:
-		raise SchemaNotYetKnown(
+		reason = (
 			f"schema {version} of {doctype} on {topic} has not arrived on {schema.SCHEMA_TOPIC} yet; "
 			"it is retried (is the producer site publishing, and this site reading, that topic?)"
 		)
+		return message_log.retry(reason, SchemaNotYetKnown(reason))
 	error = schema.first_error(body.get("Payload"), json.loads(stored))
-	return ("Invalid", f"payload does not fit schema {version}: {error}") if error else None
+	return message_log.invalid(f"payload does not fit schema {version}: {error}") if error else None

@@ -21,16 +21,13 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, db_connection, logs, metrics
-from spine.consumer.batch import BATCH_SECONDS, LOCK_SQL, LOCK_STORED_SQL, Batch
-from spine.consumer.outcomes import STATUS_SQL
+from spine import compat, db_connection, logs, message_log, metrics
+from spine.consumer.batch import BATCH_SECONDS, Batch
 from spine.consumer.queue import json_queue
-from spine.consumer.routing import SELF_COMMITTING
 from spine.retry import RetryPolicy
 from spine.settings import config_cache
 
 __all__ = [
-	"STATUS_SQL",
 	"Batch",
 	"handle_stored",
 	"has_due",
@@ -53,32 +50,6 @@ KICK_SLOT_SECONDS = 5
 _QUEUED_KEY = "spine:processor:queued"
 _RUNNING_KEY = "spine:processor:running"
 _JOB = "spine.consumer.processor.run_job"
-
-# Due rows not held back by an earlier row of their document that waits for a retry, so LIMIT
-# never fills up with rows that cannot run (rows another processor holds are left out later, by
-# _in_document_order). The subquery looks up (kafka_key, status) by equality: a document's
-# finished rows, however many, are never scanned. Pending rows (next_attempt_at
-# is NULL) and due Error rows are read apart: each part walks the (direction, status,
-# next_attempt_at) index in name order, without sorting the whole backlog (the optimizer, left
-# alone, sorts every pending row and checks each against the subquery before applying LIMIT).
-_NOT_HELD_BACK = """
-	AND NOT EXISTS (
-		SELECT 1 FROM `tabMessage Log` e FORCE INDEX (kafka_key_status_index)
-		WHERE e.kafka_key = m.kafka_key AND e.direction = 'Inbound' AND e.topic = m.topic
-			AND e.status IN ('Error', 'Waiting') AND e.next_attempt_at > %(now)s
-			AND (e.kafka_partition, e.kafka_offset) < (m.kafka_partition, m.kafka_offset))
-"""
-_CANDIDATES_SQL = f"""
-	(SELECT m.name FROM `tabMessage Log` m FORCE INDEX (direction_status_next_attempt_at_index)
-	WHERE m.direction = 'Inbound' AND m.status = 'Pending' AND m.next_attempt_at IS NULL {_NOT_HELD_BACK}
-	ORDER BY m.name LIMIT %(limit)s)
-	UNION ALL
-	(SELECT m.name FROM `tabMessage Log` m
-	WHERE m.direction = 'Inbound' AND m.status IN ('Error', 'Waiting') AND m.next_attempt_at <= %(now)s {_NOT_HELD_BACK}
-	ORDER BY m.name LIMIT %(limit)s)
-"""
-# names the tests use
-_LOCK_SQL, _LOCK_STORED_SQL, _SELF_COMMITTING = LOCK_SQL, LOCK_STORED_SQL, SELF_COMMITTING
 
 
 def kick(queue_name: str) -> None:
@@ -164,7 +135,7 @@ def process(
 	size, seconds = batch_size, BATCH_SECONDS
 	while time.monotonic() < deadline:
 		try:
-			names = [r[0] for r in frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": size * 2})]
+			names = message_log.due_inbound(size * 2)
 			if not names:
 				break
 			done = Batch(settings, policy, max_seconds=seconds).run(names, size)
@@ -216,7 +187,7 @@ def report_backlog() -> None:
 
 def has_due() -> bool:
 	"""Whether a due, unblocked Inbound row is waiting."""
-	found = bool(frappe.db.sql(_CANDIDATES_SQL, {"now": now_datetime(), "limit": 1}))
+	found = bool(message_log.due_inbound(1))
 	frappe.db.rollback()  # end the read transaction
 	return found
 

@@ -16,10 +16,12 @@ from typing import Any
 
 import frappe
 
+from spine import message_log
 from spine.config.topics import INITIAL_SYNC_TOPIC, KEY_DOCTYPE, KEYS_TOPIC, reply_topic
 from spine.consumer import payload_schema
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
+from spine.message_log import Outcome
 from spine.rpc import REPLY_DOCTYPE, replies
 from spine.schema import SCHEMA_DOCTYPE, SCHEMA_TOPIC
 from spine.settings import trusted_keys
@@ -54,11 +56,11 @@ class Router:
 
 	def __init__(self, settings: dict[str, Any]):
 		self.settings = settings
-		self._routes: dict[tuple, tuple[str | None, Route | None]] = {}
+		self._routes: dict[tuple, Route | Outcome] = {}
 		self._keyring: trusted_keys.KeyRing | None = None  # other sites' keys, read once per batch
 
-	def route(self, row) -> tuple[str | None, Route | None]:
-		"""(reason to skip, None) or (None, the route) for a locked row."""
+	def route(self, row) -> Route | Outcome:
+		"""The route of a locked row, or the outcome (Skipped, with the reason) when it has none."""
 		key = (row.topic, row.document_type, row.origin_site)
 		if key not in self._routes:
 			self._routes[key] = self._find(row)
@@ -68,35 +70,33 @@ class Router:
 		"""A key just arrived: it counts for the next message of the batch."""
 		self._keyring = None
 
-	def _find(self, row) -> tuple[str | None, Route | None]:
+	def _find(self, row) -> Route | Outcome:
 		if row.topic == SCHEMA_TOPIC and row.document_type == SCHEMA_DOCTYPE:
-			return None, Route(["spine.consumer.payload_schema.receive"], [payload_schema.receive])
+			return Route(["spine.consumer.payload_schema.receive"], [payload_schema.receive])
 		if row.document_type == REPLY_DOCTYPE and row.topic == reply_topic(frappe.local.site):
-			return None, Route(REPLIES_ROUTE, [replies.handle])
+			return Route(REPLIES_ROUTE, [replies.handle])
 		own_site = row.origin_site in {frappe.local.site, _own_client_id()}
 		if own_site and not self.settings.get("test_mode"):
-			return (
+			return message_log.skipped(
 				f"published by this site ({row.origin_site}); turn on 'Handle messages from this site too' "
-				"to handle it",
-				None,
+				"to handle it"
 			)
 		if row.topic == INITIAL_SYNC_TOPIC and row.document_type == INITIAL_SYNC_DOCTYPE:
-			return None, Route(["spine.sync.initial.answer"], [initial_sync.answer])
+			return Route(["spine.sync.initial.answer"], [initial_sync.answer])
 		if row.topic == KEYS_TOPIC and row.document_type == KEY_DOCTYPE:
-			return None, Route(KEYS_ROUTE, [trusted_keys.receive])
+			return Route(KEYS_ROUTE, [trusted_keys.receive])
 		config = self.settings["routes"].get(row.topic, {}).get(row.document_type)
 		rule = sync_rules.for_message(self.settings, row.topic, row.document_type)
 		if not config and rule:
-			return None, Route([], [], sync_rule=rule)
+			return Route([], [], sync_rule=rule)
 		if not config:
 			unknown = (
 				""
 				if frappe.db.exists("DocType", row.document_type)
 				else f" ({row.document_type} is not a DocType on this site)"
 			)
-			return (
-				f"no handler configured for topic {row.topic} and DocType {row.document_type}{unknown}",
-				None,
+			return message_log.skipped(
+				f"no handler configured for topic {row.topic} and DocType {row.document_type}{unknown}"
 			)
 		installed = frappe.get_installed_apps()
 		handlers = []
@@ -107,12 +107,12 @@ class Router:
 				handlers.append(_broken_handler(e))
 		# a sync rule applies message by message: with one, the row's handlers get messages one by one too
 		batch = bool(config.get("batch")) and not rule
-		return None, Route(config["handlers"], handlers, batch, config, sync_rule=rule)
+		return Route(config["handlers"], handlers, batch, config, sync_rule=rule)
 
-	def trust_gate(self, row, route: Route) -> tuple[str, str] | None:
-		"""``(status, reason)`` when the message's signature, or its lack, keeps ``route`` from handling
-		it: the route's *Require signature* and *Accept from*; a signature that does not verify, or
-		a revoked or another site's key, everywhere. ``trusted_keys.RETRY`` as the status: not yet."""
+	def trust_gate(self, row, route: Route) -> Outcome | None:
+		"""The outcome when the message's signature, or its lack, keeps ``route`` from handling it: the
+		route's *Require signature* and *Accept from*; a signature that does not verify, or a revoked
+		or another site's key, everywhere; a rotated key not here yet: tried again later."""
 		rules = []
 		if route.config:
 			rules.append(
@@ -136,9 +136,9 @@ class Router:
 		return None
 
 	@staticmethod
-	def schema_gate(row, route: Route) -> tuple[str, str] | None:
-		"""``(status, reason)`` when the row's *Accepted schema versions* or *Validate payloads* stop
-		the message; raises ``payload_schema.SchemaNotYetKnown`` while its schema has not arrived."""
+	def schema_gate(row, route: Route) -> Outcome | None:
+		"""The outcome when the row's *Accepted schema versions* or *Validate payloads* stop the message
+		(tried again later while its schema has not arrived)."""
 		if not route.config or not (
 			route.config.get("accepted_schemas") or route.config.get("validate_payload")
 		):

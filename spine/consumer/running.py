@@ -2,7 +2,7 @@
 or one message alone.
 
 Each message (or batch-handler call) runs in a SAVEPOINT: when a handler raises, only its own
-effects are rolled back and the failure goes to ``Outcomes``. A handler that commits or rolls back
+effects are rolled back; what each message came to is an ``Outcome`` settled in ``Outcomes``. A handler that commits or rolls back
 the transaction itself is noticed (``Ended``): the run stops and returns the failure, if any, for
 the batch to settle. A batch handler's failing call is tried once more, then halved until the
 failing messages are found.
@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import frappe
 
-from spine import metrics
+from spine import message_log, metrics
 from spine.consumer.outcomes import Outcomes
 from spine.consumer.routing import Route
 from spine.errors import PermanentHandlerError, SkipMessage
@@ -24,6 +24,15 @@ from spine.rpc import responder
 from spine.sync import apply as sync_apply
 
 Failure = tuple[Exception, str]  # the error and its traceback
+
+
+def failure_outcome(error: Exception) -> message_log.Outcome:
+	"""What a handler's exception comes to: Failed for good when it says not to retry
+	(``PermanentHandlerError``), otherwise tried again on the retry schedule."""
+	reason = f"{type(error).__name__}: {error}"
+	if isinstance(error, PermanentHandlerError):
+		return message_log.failed(reason, error)
+	return message_log.retry(reason, error)
 
 
 @dataclass
@@ -63,7 +72,7 @@ class Runner:
 		body = json.loads(row.message)
 		is_request = responder.is_request(body)
 		if is_request and (late := responder.expired(body)):
-			out.mark(row.name, "Skipped", late)
+			out.settle(row, message_log.skipped(late))
 			return None
 		savepoint = self._savepoint()
 		started = time.monotonic()
@@ -80,11 +89,11 @@ class Runner:
 				responder.reply(body, answer)
 		except SkipMessage as e:
 			frappe.db.rollback(save_point=savepoint)
-			out.mark(row.name, "Skipped", e.reason)
+			out.settle(row, message_log.skipped(e.reason))
 			return None
 		except sync_apply.SyncWaiting as e:
 			frappe.db.rollback(save_point=savepoint)
-			out.record_waiting(row, e)
+			out.settle(row, message_log.waiting(e.waiting_for, str(e)))
 			return None
 		except Exception as e:
 			if self.ended.ended:
@@ -94,14 +103,14 @@ class Runner:
 			if is_request:  # the caller gets the error now; retrying would answer too late
 				responder.reply_error(body, e)
 				e = PermanentHandlerError(f"{type(e).__name__}: {e} (sent back as an error reply)")
-			out.record_failure(row, e, tb)
+			out.settle(row, failure_outcome(e), tb)
 			return None
 		finally:
 			frappe.flags.spine_synced_docs = None
 			frappe.flags.spine_traceparent = None
 			out.measure(metrics.observe, "spine_handler_seconds", time.monotonic() - started, topic=row.topic)
 		if not self.ended.ended:
-			out.processed.append(row.name)
+			out.settle(row, message_log.processed())
 		return None
 
 	def _sync(self, row, body: dict, route: Route) -> None:
@@ -142,7 +151,7 @@ class Runner:
 			if retry:
 				return self.group(rows, route, retry=False)
 			if len(rows) == 1:
-				out.record_failure(rows[0], e, tb)
+				out.settle(rows[0], failure_outcome(e), tb)
 				return None
 			half = len(rows) // 2
 			failure = self.group(rows[:half], route, retry=False)
@@ -150,7 +159,8 @@ class Runner:
 				return failure
 			return self.group(rows[half:], route, retry=False)
 		if not self.ended.ended:
-			out.processed.extend(r.name for r in rows)
+			for r in rows:
+				out.settle(r, message_log.processed())
 		return None
 
 	def alone(self, row, route: Route) -> Failure | None:

@@ -9,8 +9,8 @@ from __future__ import annotations
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, envelope
-from spine.producer import capture, own_key
+from spine import compat, envelope, message_log
+from spine.producer import own_key
 
 # action -> (direction, statuses it applies to)
 ACTIONS = {
@@ -41,15 +41,10 @@ def apply(action: str, names: list[int | str]) -> dict[str, int]:
 		if action == "republish" and row.status == "Published":
 			_republish_copy(row, note)
 			continue
-		frappe.db.sql(
-			"""UPDATE `tabMessage Log` SET status = 'Pending', attempts = 0, next_attempt_at = NULL, last_error = %s,
-			attempt_history = CONCAT_WS('\n', attempt_history, %s), modified = %s WHERE name = %s""",
-			(
-				f"{note}; before: {row.status}" + (f"\n{row.last_error}" if row.last_error else ""),
-				f"{now_datetime():%Y-%m-%d %H:%M:%S} {action} by {frappe.session.user} (was {row.status})",
-				now_datetime(),
-				row.name,
-			),
+		message_log.reset(
+			row.name,
+			f"{note}; before: {row.status}" + (f"\n{row.last_error}" if row.last_error else ""),
+			f"{now_datetime():%Y-%m-%d %H:%M:%S} {action} by {frappe.session.user} (was {row.status})",
 		)
 	if rows:
 		_kick_after_commit(direction)
@@ -61,8 +56,7 @@ def _republish_copy(row, note: str) -> None:
 	new_id = envelope.new_message_id()
 	body["Header"]["MessageId"] = new_id
 	own_key.sign_body(body)  # a copy with a new id needs a new signature (with today's key)
-	frappe.db.sql(
-		capture.INSERT_SQL,
+	message_log.insert_outbound(
 		{
 			"now": now_datetime(), "user": frappe.session.user, "message_id": new_id,
 			"doctype": row.document_type, "docname": row.document_name, "event": row.event,
@@ -71,7 +65,7 @@ def _republish_copy(row, note: str) -> None:
 			"trace_parent": body["Header"].get("TraceParent"),  # the copy stays in the event's trace
 		},
 	)  # fmt: skip
-	frappe.db.set_value("Message Log", row.name, "last_error", f"{note}: sent again as message {new_id}")
+	message_log.note_sent_again(row.name, f"{note}: sent again as message {new_id}")
 
 
 def _kick_after_commit(direction: str) -> None:

@@ -12,6 +12,7 @@ import frappe
 from frappe.utils import now_datetime
 
 from spine.consumer import offsets
+from spine.kafka import broker_errors
 from spine.settings import broker, config_cache
 
 DEFAULT_MAX_AGE_SECONDS = 600
@@ -109,7 +110,7 @@ def problems(report: dict[str, Any]) -> list[str]:
 	if lag.get("error"):
 		found.append(f"consumer lag unknown: {lag['error']}")
 	for held in report.get("held_outbound") or []:
-		if "AUTHORIZATION" in held["error"]:
+		if broker_errors.kind_of(held["error"]) == broker_errors.AUTHORIZATION:
 			found.append(
 				f"{held['rows']} events to topic {held['topic']} are held: the broker refuses this site's "
 				f"principal ({held['error'][:160]}); add the ACL (README, 'Least ACLs'): they go out then"

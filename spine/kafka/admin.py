@@ -12,6 +12,8 @@ from typing import Any
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
+from spine.kafka import broker_errors
+
 
 class ConnectionErrors:
 	"""What librdkafka reports while a client connects (its ``error_cb``), so a failure can say why: a
@@ -26,15 +28,11 @@ class ConnectionErrors:
 		return {**conf, "error_cb": self._on_error}
 
 	def _on_error(self, err: KafkaError) -> None:
-		text = err.str()
-		if err.code() == KafkaError._AUTHENTICATION or "SASL authentication" in text:
-			self.refusal = f"the broker refused the login: {_first_part(text)}"
-		elif (
-			err.code() == KafkaError._SSL
-			or "SSL handshake failed" in text
-			or "certificate verify failed" in text
-		):
-			self.refusal = f"the TLS handshake failed: {_first_part(text)}"
+		kind = broker_errors.classify(err)
+		if kind == broker_errors.LOGIN:
+			self.refusal = f"the broker refused the login: {_first_part(err.str())}"
+		elif kind == broker_errors.TLS:
+			self.refusal = f"the TLS handshake failed: {_first_part(err.str())}"
 
 	def explain(self, error: Any, conf: dict[str, Any] | None = None) -> str:
 		"""Why the client got ``error``: the refusal seen (for a failed TLS handshake, what is wrong
@@ -146,7 +144,7 @@ def create_topics(
 		except KafkaException as e:
 			err = e.args[0] if e.args else None
 			already = err is not None and err.code() == err.TOPIC_ALREADY_EXISTS
-			results[topic] = None if already else (err.str() if err is not None else str(e))
+			results[topic] = None if already else (broker_errors.describe(err) if err is not None else str(e))
 		except Exception as e:  # the future's own timeout: no answer at all
 			results[topic] = f"no answer from the broker within {timeout:g}s ({type(e).__name__})"
 	return results

@@ -13,6 +13,7 @@ from typing import Any
 from confluent_kafka import KafkaError, Message
 
 from spine.errors import ConsumerFatalError
+from spine.kafka import broker_errors
 
 log = logging.getLogger(__name__)
 
@@ -23,7 +24,7 @@ def is_error(msg: Message, name: str, conf: dict[str, Any]) -> bool:
 	err = msg.error()
 	if err is None:
 		return False
-	if err.fatal():
+	if broker_errors.classify(err) == broker_errors.FATAL:
 		member = conf.get("group.instance.id")
 		raise ConsumerFatalError(
 			f"{name}: the Kafka consumer stopped for good ({err.str()})"

@@ -17,6 +17,7 @@ from typing import Any, NamedTuple, Protocol
 from confluent_kafka import KafkaError, KafkaException, Producer
 
 from spine.config.kafka import redact
+from spine.kafka import broker_errors
 from spine.kafka.admin import partition_health
 
 log = logging.getLogger(__name__)
@@ -97,10 +98,10 @@ class KafkaPublisher:
 					results[index] = Delivery(ref, partition=msg.partition(), offset=msg.offset())
 				else:
 					error = _describe(err)
-					if err.code() in _CLUSTER_STATE:
+					if broker_errors.classify(err) == broker_errors.CLUSTER:
 						unhealthy[msg.topic()] = msg.partition()
 					results[index] = Delivery(ref, error=error, retriable=_retriable(err))
-					if err.fatal():
+					if broker_errors.classify(err) == broker_errors.FATAL:
 						self._reset(f"fatal producer error: {_describe(err)}")
 
 			return on_delivery
@@ -182,33 +183,8 @@ def shared_publisher(conf: dict[str, Any]) -> KafkaPublisher:
 		return pub
 
 
-def _describe(err: KafkaError) -> str:
-	return f"{err.name()}: {err.str()}"
-
-
-# Refused for good: the record itself is wrong, and sending it again cannot help. An authorization
-# error is not among them: the operator adds the ACL, and the rows held Pending go out then.
-_PERMANENT = {
-	KafkaError.MSG_SIZE_TOO_LARGE,
-	KafkaError.INVALID_MSG_SIZE,
-	KafkaError.RECORD_LIST_TOO_LARGE,
-	KafkaError.INVALID_RECORD,
-	KafkaError._INVALID_ARG,
-	KafkaError.TOPIC_EXCEPTION,
-}
+_describe = broker_errors.describe
 
 
 def _retriable(err: KafkaError) -> bool:
-	return err.code() not in _PERMANENT
-
-
-# Errors behind which the cluster's state of the partition is what an operator needs to know
-_CLUSTER_STATE = {
-	KafkaError._MSG_TIMED_OUT,
-	KafkaError.NOT_ENOUGH_REPLICAS,
-	KafkaError.NOT_ENOUGH_REPLICAS_AFTER_APPEND,
-	KafkaError.LEADER_NOT_AVAILABLE,
-	KafkaError.NOT_LEADER_FOR_PARTITION,
-	KafkaError.REQUEST_TIMED_OUT,
-	KafkaError._TIMED_OUT,
-}
+	return broker_errors.retriable(err)

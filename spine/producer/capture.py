@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import frappe
 from frappe.utils import get_system_timezone, now_datetime
 
-from spine import compat, envelope, logs, spans, trace
+from spine import compat, envelope, logs, message_log, spans, trace
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
 from spine.producer import shape
@@ -34,15 +34,6 @@ _NEVER_CAPTURED = frozenset(
 	}
 )
 _KICK_FLAG = "spine_relay_kick_registered"
-
-INSERT_SQL = """
-	INSERT INTO `tabMessage Log` (name, creation, modified, owner, modified_by, docstatus, idx,
-		direction, status, message_id, document_type, document_name, event, topic, kafka_key,
-		origin_site, attempts, message, correlation_id, trace_parent)
-	VALUES (NEXTVAL(`message_log_id_seq`), %(now)s, %(now)s, %(user)s, %(user)s, 0, 0,
-		'Outbound', 'Pending', %(message_id)s, %(doctype)s, %(docname)s, %(event)s, %(topic)s, %(key)s,
-		%(origin_site)s, 0, %(message)s, %(correlation_id)s, %(trace_parent)s)
-"""
 
 
 def on_event(doc, method: str, *args: Any) -> None:
@@ -126,7 +117,7 @@ def capture_raw(
 		)
 		try:
 			# the row is stamped with the envelope's moment, without its offset as Frappe stores times
-			frappe.db.sql(INSERT_SQL, row_values(env, signer, now.replace(tzinfo=None)))
+			message_log.insert_outbound(row_values(env, signer, now.replace(tzinfo=None)))
 		except Exception as e:
 			if frappe.db.is_table_missing(e):
 				frappe.throw(
@@ -143,7 +134,7 @@ def capture_raw(
 def row_values(
 	env: envelope.Envelope, signer: Any = None, now: datetime.datetime | None = None
 ) -> dict[str, Any]:
-	"""The parameters of ``INSERT_SQL`` for ``env``, sent from this site by the current user, signed
+	"""The values of ``message_log.insert_outbound`` for ``env``, sent from this site by the current user, signed
 	with ``signer`` or this site's key (if signing is on), created ``now`` (site time, naive; default
 	the current time)."""
 	from spine.producer import own_key

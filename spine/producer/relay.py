@@ -23,19 +23,16 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, envelope, logs, metrics, spans
+from spine import compat, envelope, logs, message_log, metrics, spans
 from spine.config.topics import KEYS_TOPIC
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
 from spine.producer import shape
-from spine.retry import RetryPolicy
 from spine.settings import broker
 
 log = logs.logger(__name__)
 
 BATCH_SIZE = 1000
-# A failed delivery waits 5 s, 10 s, ... up to 5 min; it is never given up (the row stays Pending).
-DELIVERY_RETRY = RetryPolicy(max_attempts=2**31 - 1, base_seconds=5, max_seconds=300)
 # Stop draining after this long and hand over to a fresh job (RQ's short-queue timeout is 300 s).
 MAX_DRAIN_SECONDS = 200
 ALIVE_SECONDS = 5
@@ -118,7 +115,7 @@ def drain(publisher: Publisher | None = None, *, max_seconds: float = MAX_DRAIN_
 def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 	published = 0
 	while time.monotonic() < deadline and not _stopping:
-		rows = due_rows(BATCH_SIZE)
+		rows = message_log.due_outbound(BATCH_SIZE)
 		if not rows:
 			break
 		for compacted in {shape.SCHEMA_TOPIC, KEYS_TOPIC} & {r.topic for r in rows}:
@@ -172,147 +169,31 @@ def report_backlog() -> None:
 	frappe.db.rollback()  # end the read
 
 
-_ROW_COLUMNS = (
-	"name, topic, kafka_key, message, attempts, next_attempt_at, message_id, document_type, document_name, "
-	"event, origin_site, creation, trace_parent"
-)
-
-
-class DueRows(list):
-	"""The rows ``due_rows`` found; ``saw_all`` says whether it read every Pending row (fewer than
-	its limit), so nothing else waits unless committed after the read."""
-
-	saw_all = False
-
-
-def due_rows(limit: int) -> DueRows:
-	"""Pending rows to publish now, in capture order, skipping any key blocked by an earlier row in backoff.
-
-	Considers the oldest ``limit`` pending rows (due or not): every earlier row of a key is among
-	them, so a key whose earlier row waits for a retry is held back as a whole.
-	"""
-	# Rows never tried (next_attempt_at NULL) come off the (direction, status, next_attempt_at) index in
-	# name order, so LIMIT stops the read early; rows that failed before are few and read narrowly.
-	# One ORDER BY over both would sort the whole backlog, message bodies included.
-	fresh = frappe.db.sql(
-		f"""SELECT {_ROW_COLUMNS} FROM `tabMessage Log` FORCE INDEX (direction_status_next_attempt_at_index)
-		WHERE direction = 'Outbound' AND status = 'Pending' AND next_attempt_at IS NULL
-		ORDER BY name LIMIT %s""",
-		(limit,),
-		as_dict=True,
-	)
-	retried = frappe.db.sql(
-		"""SELECT name, kafka_key, next_attempt_at FROM `tabMessage Log`
-		WHERE direction = 'Outbound' AND status = 'Pending' AND next_attempt_at IS NOT NULL
-		ORDER BY name LIMIT %s""",
-		(limit,),
-		as_dict=True,
-	)
-	pending = sorted([*fresh, *retried], key=lambda r: r.name)[:limit]
-	now = now_datetime()
-	blocked: set[str] = set()
-	due: list = []
-	for row in pending:
-		if row.kafka_key in blocked:
-			continue
-		if row.next_attempt_at and row.next_attempt_at > now:
-			blocked.add(row.kafka_key)
-			continue
-		due.append(row)
-	retry_now = [r.name for r in due if r.next_attempt_at]
-	if retry_now:
-		full = {
-			r.name: r
-			for r in frappe.db.sql(
-				f"SELECT {_ROW_COLUMNS} FROM `tabMessage Log` WHERE name IN %(names)s",
-				{"names": tuple(retry_now)},
-				as_dict=True,
-			)
-		}
-		due = [full.get(r.name, r) if r.next_attempt_at else r for r in due]
-	found = DueRows(due)
-	found.saw_all = len(fresh) < limit and len(retried) < limit and len(fresh) + len(retried) <= limit
-	return found
-
-
 def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) -> int:
 	"""Mark confirmed rows Published (with partition/offset); schedule a retry for the others.
 
 	A failed row blocks later rows of its key (they are not marked, so they stay Pending and
 	wait behind it). Returns the number of rows marked Published.
 	"""
-	now = now_datetime()
 	failed_keys: set[str] = set()
 	confirmed = []
 	published = 0
 	for row, d in zip(rows, deliveries, strict=True):
 		if d.ok and row.kafka_key not in failed_keys:
-			confirmed.append((row.name, d))
+			confirmed.append((row.name, d.partition, d.offset))
 			continue
 		if d.ok:  # published after an earlier row of its key failed: keep the record true, say so
-			frappe.db.sql(
-				"""UPDATE `tabMessage Log` SET status = 'Published', kafka_partition = %s, kafka_offset = %s,
-				done_at = %s, modified = %s, last_error = %s WHERE name = %s AND status = 'Pending'""",
-				(
-					d.partition,
-					d.offset,
-					now,
-					now,
-					"published after an earlier event of this document failed",
-					row.name,
-				),
-			)
+			message_log.published_out_of_turn(row.name, d.partition, d.offset)
 			published += 1
 			continue
 		failed_keys.add(row.kafka_key)
-		attempts = (row.attempts or 0) + 1
-		line = f"{now:%Y-%m-%d %H:%M:%S} delivery {attempts}: {d.error}"
-		if d.retriable:
-			frappe.db.sql(
-				"""UPDATE `tabMessage Log` SET attempts = %s, next_attempt_at = %s, last_error = %s, modified = %s,
-				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
-				(attempts, DELIVERY_RETRY.next_attempt_at(attempts, now), d.error, now, line, row.name),
-			)
-		else:
-			frappe.db.sql(
-				"""UPDATE `tabMessage Log` SET status = 'Failed', attempts = %s, last_error = %s, modified = %s,
-				attempt_history = CONCAT_WS('\n', attempt_history, %s) WHERE name = %s AND status = 'Pending'""",
-				(attempts, f"{d.error} (not retried: fix the cause, then Republish)", now, line, row.name),
-			)
+		next_step = message_log.delivery_failed(row, d.error, d.retriable)
 		log.warning(
 			"Spine relay: event %s (%s) to topic %s not delivered: %s; %s",
-			row.name,
-			row.kafka_key,
-			row.topic,
-			d.error,
-			"will retry" if d.retriable else "marked Failed",
-		)
-	_mark_published(confirmed, now)
+			row.name, row.kafka_key, row.topic, d.error, next_step,
+		)  # fmt: skip
+	message_log.published(confirmed)
 	return published + len(confirmed)
-
-
-def _mark_published(confirmed: list[tuple[int, Delivery]], now) -> None:
-	"""One UPDATE for a whole batch of confirmed rows (per-row statements halve relay throughput).
-
-	The rows' partitions and offsets arrive as a derived table joined on name: linear, where a
-	CASE per column compares every row with every WHEN.
-	"""
-	if not confirmed:
-		return
-	values = " UNION ALL ".join(
-		[
-			f"SELECT {int(confirmed[0][0])} AS n, {int(confirmed[0][1].partition)} AS p, {int(confirmed[0][1].offset)} AS o"
-		]
-		+ [f"SELECT {int(name)}, {int(d.partition)}, {int(d.offset)}" for name, d in confirmed[1:]]
-	)  # integers the relay itself read or got from librdkafka: safe to write into the statement
-	frappe.db.sql(
-		# by primary key only: through another index the UPDATE gap-locks where new rows go (every save)
-		f"""UPDATE `tabMessage Log` m FORCE INDEX (PRIMARY) JOIN ({values}) v ON m.name = v.n
-		SET m.status = 'Published', m.kafka_partition = v.p, m.kafka_offset = v.o, m.done_at = %(now)s,
-			m.modified = %(now)s, m.last_error = NULL, m.next_attempt_at = NULL
-		WHERE m.status = 'Pending'""",
-		{"now": now},
-	)
 
 
 def _record(row: dict[str, Any]) -> OutRecord:

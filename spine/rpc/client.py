@@ -18,7 +18,7 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import compat, envelope, logs, trace
+from spine import compat, envelope, logs, message_log, trace
 from spine.config.topics import reply_topic
 from spine.errors import RemoteError, RequestTimeout, SpineError
 from spine.kafka.publisher import OutRecord, shared_publisher
@@ -124,11 +124,5 @@ def ensure_reply_topic() -> None:
 
 def _record(env: envelope.Envelope, delivery) -> None:
 	"""The request as a Published Outbound row of Message Log, in the caller's transaction."""
-	values = capture.row_values(env)  # its CorrelationId is its own message id
-	frappe.db.sql(capture.INSERT_SQL, values)
-	# already on the broker: Published in the same transaction, so the relay never sees it Pending
-	frappe.db.sql(
-		"UPDATE `tabMessage Log` SET status = 'Published', kafka_partition = %s, kafka_offset = %s, done_at = %s "
-		"WHERE message_id = %s AND direction = 'Outbound'",
-		(delivery.partition, delivery.offset, values["now"], env.message_id),
-	)
+	# its CorrelationId is its own message id; already on the broker: Published as it is written
+	message_log.insert_published(capture.row_values(env), delivery.partition, delivery.offset)

@@ -71,6 +71,7 @@ def ensure_topic(topic: str, why: str) -> None:
 	subscribed before it existed would find it only at its next metadata refresh. Never raises: a
 	broker that refuses logs a warning saying ``why`` the topic matters."""
 	from spine.config.topics import own_topic_config
+	from spine.kafka import broker_errors
 	from spine.kafka.admin import create_topics, existing_topic
 
 	settings = site_settings()
@@ -87,9 +88,12 @@ def ensure_topic(topic: str, why: str) -> None:
 		elif found is not None:
 			log.warning("Spine on %s: %s", frappe.local.site, found.text)
 		else:
+			refused = broker_errors.kind_of(errors[topic]) == broker_errors.AUTHORIZATION
 			log.warning(
-				"Spine on %s: could not create topic %s on %s (%s); %s",
-				frappe.local.site, topic, settings.bootstrap_servers, errors[topic], why,
+				"Spine on %s: could not create topic %s on %s (%s%s); %s",
+				frappe.local.site, topic, settings.bootstrap_servers, errors[topic],
+				": this site's principal may not create topics; create it as the README's Least ACLs says"
+				if refused else "", why,
 			)  # fmt: skip
 	_made_topics.add(marker)
 

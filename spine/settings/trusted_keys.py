@@ -15,12 +15,13 @@ from typing import Any
 import frappe
 from frappe.utils import now_datetime
 
-from spine import logs, signing
+from spine import logs, message_log, signing
+from spine.errors import SpineError
+from spine.message_log import Outcome
 
 log = logs.logger(__name__)
 DOCTYPE = "Spine Trusted Site"
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
-RETRY = "retry"
 
 
 @dataclass(frozen=True)
@@ -116,31 +117,29 @@ class KeyRing:
 		return Verdict("ok", site=key.site)
 
 
-def admit(
-	verdict: Verdict, require_signature: bool, accept_from: list[str], what: str
-) -> tuple[str, str] | None:
-	"""``(status, reason)`` when ``what`` (a config row, a sync rule) must not handle the message, else None.
+def admit(verdict: Verdict, require_signature: bool, accept_from: list[str], what: str) -> Outcome | None:
+	"""The outcome when ``what`` (a config row, a sync rule) must not handle the message, else None.
 
 	A signature that does not verify, a revoked key or another site's key is refused everywhere. Where
 	nothing is required (no *Require signature*, empty *Accept from*) a message that is unsigned or
-	signed by a key not trusted yet is handled as before, its origin taken at its word."""
+	signed by a key not trusted yet is handled as before, its origin taken at its word. A rotated key
+	still on its way is waited for (tried again on the retry schedule)."""
 	if verdict.kind in ("bad", "revoked", "forged"):
-		return "Invalid", verdict.reason
+		return message_log.invalid(verdict.reason)
 	if verdict.kind == "ok":
 		if accept_from and verdict.site not in accept_from:
-			return (
-				"Skipped",
-				f"from {verdict.site}, which {what} does not accept (Accept from: {', '.join(accept_from)})",
+			return message_log.skipped(
+				f"from {verdict.site}, which {what} does not accept (Accept from: {', '.join(accept_from)})"
 			)
 		return None
 	if not require_signature and not accept_from:
 		return None
 	if verdict.kind == "unsigned":
 		needs = "requires a signature" if require_signature else f"accepts only {', '.join(accept_from)}"
-		return "Invalid", f"{verdict.reason}, and {what} {needs}"
+		return message_log.invalid(f"{verdict.reason}, and {what} {needs}")
 	if verdict.kind == "awaited":
-		return RETRY, verdict.reason
-	return "Skipped", verdict.reason
+		return message_log.retry(verdict.reason, SpineError(verdict.reason))
+	return message_log.skipped(verdict.reason)
 
 
 def accept_list(text: str | None) -> list[str]:

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import frappe
-from frappe.utils import now_datetime
 
+from spine import message_log
 from spine.errors import SpineError
 from spine.schema import TABLES
 from spine.sync import document_map, mapping
@@ -357,12 +357,7 @@ def _mark_synced(doctype: str, name: str) -> None:
 
 def wake(keys: set[str]) -> None:
 	"""Messages waiting for these documents (``DocType:name``) are due now, in this transaction."""
-	if keys:
-		frappe.db.sql(
-			"""UPDATE `tabMessage Log` SET next_attempt_at = %(now)s
-			WHERE waiting_for IN %(keys)s AND status = 'Waiting'""",
-			{"now": now_datetime(), "keys": tuple(keys)},
-		)
+	message_log.wake(keys)
 
 
 def _current(meta, name: str, tables: dict[str, list]) -> frappe._dict:

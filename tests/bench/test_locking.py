@@ -34,13 +34,13 @@ SAVES_TOPIC = unique("locks-saves")
 
 def _capture_from_elsewhere(conn) -> None:
 	"""What a user's save of a configured DocType writes: an Outbound row, with capture's statement."""
-	from spine import envelope
+	from spine import envelope, message_log
 	from spine.producer import capture
 
 	env = envelope.build(doctype="ToDo", docname=unique("save"), event="on_update", topic=SAVES_TOPIC,
 		payload={"description": "saved meanwhile"}, origin="s", origin_site="s")  # fmt: skip
 	with conn.cursor() as cur:
-		cur.execute(capture.INSERT_SQL, capture.row_values(env))
+		cur.execute(message_log.OUTBOUND_INSERT_SQL, capture.row_values(env))
 	conn.commit()
 
 
@@ -81,18 +81,16 @@ def stored_batch(frappe_site):
 
 def test_a_processing_batch_holds_up_no_save(stored_batch):
 	import frappe
-	from frappe.utils import now_datetime
 
-	from spine.consumer import batch, processor
+	from spine import message_log
 
 	names, _ = stored_batch
 	other = _raw_connection()
 	try:
-		locked = frappe.db.sql(batch.LOCK_SQL, {"names": tuple(names), "now": now_datetime(), "limit": 500})
+		locked = message_log.lock_due(names, 500)
 		assert len(locked) == len(names), "the batch holds its rows"
 		_capture_from_elsewhere(other)  # while the handlers would run
-		frappe.db.sql(processor.STATUS_SQL,
-			{"status": "Processed", "now": now_datetime(), "reason": None, "names": tuple(names)})  # fmt: skip
+		message_log.set_status(names, message_log.PROCESSED)
 		_capture_from_elsewhere(other)  # while the statuses wait for the batch's commit
 	finally:
 		frappe.db.rollback()
@@ -102,12 +100,12 @@ def test_a_processing_batch_holds_up_no_save(stored_batch):
 def test_an_intake_job_handling_what_it_stored_holds_up_no_save(stored_batch):
 	import frappe
 
-	from spine.consumer import batch, processor
+	from spine import message_log
 
 	_, message_ids = stored_batch
 	other = _raw_connection()
 	try:
-		locked = frappe.db.sql(batch.LOCK_STORED_SQL, {"ids": tuple(message_ids)})
+		locked = message_log.lock_stored(message_ids)
 		assert len(locked) == len(message_ids)
 		_capture_from_elsewhere(other)
 	finally:
@@ -117,19 +115,16 @@ def test_an_intake_job_handling_what_it_stored_holds_up_no_save(stored_batch):
 
 def test_the_relay_marking_a_batch_published_holds_up_no_save(frappe_site):
 	import frappe
-	from frappe.utils import now_datetime
 
-	from spine.kafka.publisher import Delivery
-	from spine.producer import relay
+	from spine import message_log
 
 	other = _raw_connection()
 	try:
 		for _ in range(200):
 			_capture_from_elsewhere(other)
-		rows = [r for r in relay.due_rows(1000) if r.topic == SAVES_TOPIC]
+		rows = [r for r in message_log.due_outbound(1000) if r.topic == SAVES_TOPIC]
 		assert len(rows) == 200
-		relay._mark_published([(r.name, Delivery(ref=None, partition=0, offset=i)) for i, r in enumerate(rows)],
-			now_datetime())  # fmt: skip
+		message_log.published([(r.name, 0, i) for i, r in enumerate(rows)])
 		_capture_from_elsewhere(other)
 	finally:
 		frappe.db.rollback()

@@ -72,7 +72,7 @@ def _names(topic: str) -> list[int]:
 def test_a_handler_that_ends_the_transaction_itself_is_noticed(consumer_config, frappe_site, handler):
 	"""Every message ends Processed with exactly one effect, none is run twice, and later messages of
 	that handler are handled one per transaction."""
-	from spine.consumer import processor
+	from spine.consumer import processor, routing
 
 	topic = unique("selfcommit")
 	consumer_config(
@@ -82,9 +82,9 @@ def test_a_handler_that_ends_the_transaction_itself_is_noticed(consumer_config, 
 	before = spine_message(topic, "Note", "N-1")[0]  # same batch, earlier, a well-behaved handler
 	rude = [spine_message(topic, "ToDo", f"R-{i}")[0] for i in range(3)]
 	store(topic, [before, *rude])
-	processor._SELF_COMMITTING.discard(f"{DEMO}.{handler}")
+	routing.SELF_COMMITTING.discard(f"{DEMO}.{handler}")
 	processor.process(max_seconds=30)
-	assert f"{DEMO}.{handler}" in processor._SELF_COMMITTING
+	assert f"{DEMO}.{handler}" in routing.SELF_COMMITTING
 	assert {r.status for r in inbound(topic)} == {"Processed"}
 	assert [comments(e.message_id) for e in [before, *rude]] == [1, 1, 1, 1]
 

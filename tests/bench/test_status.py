@@ -19,7 +19,7 @@ def status(*args: str) -> tuple[int, str]:
 def test_status_json_and_exit_code(frappe_site):
 	import frappe
 
-	from spine.producer.capture import INSERT_SQL
+	from spine.message_log import OUTBOUND_INSERT_SQL as INSERT_SQL
 
 	code, out = status("--json", "--no-lag", "--max-age", YEAR)
 	assert code == 0, out

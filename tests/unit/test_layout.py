@@ -7,6 +7,7 @@ that closes a circle or pulls Frappe into a plain module fails here, not at 3 a.
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -30,6 +31,7 @@ LAYERS: list[tuple[str, ...]] = [
 	),
 	("spine.compat", "spine.logs", "spine.metrics"),
 	("spine.db_connection",),
+	("spine.message_log",),
 	("spine.settings",),
 	("spine.producer",),
 	("spine.rpc",),
@@ -172,3 +174,28 @@ def test_modules_and_classes_stay_small():
 		if lines > 20 and not ast.get_docstring(tree):
 			too_big.append(f"{name}: no docstring saying what it owns")
 	assert not too_big, "\n".join(too_big)
+
+
+# What writes a Message Log row: a statement that changes the table, or Frappe's setters on it.
+_WRITES_MESSAGE_LOG = re.compile(
+	r"(UPDATE|INSERT(\s+IGNORE)?\s+INTO|REPLACE\s+INTO)\s+`tabMessage Log`"
+	r"|set_value\(\s*[\"']Message Log[\"']|get_doc\(\s*[\"']Message Log[\"'][^)]*\)\.(db_set|save|insert)",
+	re.IGNORECASE,
+)
+
+
+def test_only_the_owner_writes_message_log():
+	"""Statuses, retries and attempt history are written in one module (``spine.message_log``);
+	everything else asks it. (Retention's DELETE of old rows is not a status change.)"""
+	writers = {
+		name: [m.group(0) for m in _WRITES_MESSAGE_LOG.finditer(path.read_text())]
+		for name, path in modules().items()
+		if name != "spine.message_log" and not name.startswith("spine.message_log.")
+	}
+	assert not {n: w for n, w in writers.items() if w}, "write Message Log through spine.message_log"
+
+
+def test_the_owner_check_sees_a_write():
+	assert _WRITES_MESSAGE_LOG.search("frappe.db.sql(\"UPDATE `tabMessage Log` SET status = 'Pending'\")")
+	assert _WRITES_MESSAGE_LOG.search('frappe.db.set_value("Message Log", name, "status", "Failed")')
+	assert not _WRITES_MESSAGE_LOG.search("SELECT status FROM `tabMessage Log`")
