@@ -26,7 +26,7 @@ import frappe
 from spine import compat, logs, message_log, spans
 from spine.config.topics import KEYS_TOPIC
 from spine.consumer.outcomes import Outcomes
-from spine.consumer.routing import KEYS_ROUTE, SELF_COMMITTING, Route, Router
+from spine.consumer.routing import SELF_COMMITTING, Route, Router
 from spine.consumer.running import Ended, Failure, Runner, failure_outcome
 from spine.message_log import Outcome
 from spine.retry import RetryPolicy
@@ -96,8 +96,8 @@ class Batch:
 				continue
 			with spans.span("spine handle", row.trace_parent, topic=row.topic, message=row.name) as own:
 				failure = runner.one(row, route, own)
-			if route.paths == KEYS_ROUTE:
-				self.router.key_received()
+			if route.after:
+				route.after()
 			if runner.ended.ended:
 				return self._settle_ended([row], route, failure)
 		for members in groups.values():

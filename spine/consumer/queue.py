@@ -3,8 +3,11 @@ and how a job of that queue enters the site."""
 
 from __future__ import annotations
 
+import copy
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import frappe
 from rq import Queue
@@ -76,12 +79,13 @@ def job_site(site: str) -> Iterator[None]:
 	"""
 	reuse = _keep_site and getattr(frappe.local, "site", None) == site and getattr(frappe.local, "db", None)
 	if reuse:
-		frappe.init(site, force=True)  # new flags, memo and conf; frappe.local.db stays
+		fresh_state(site)  # new flags, memo, user and caches; frappe.local.db stays
 		_reconnect_if_closed()
 	else:
 		if getattr(frappe.local, "initialised", None):
 			frappe.destroy()
 		frappe.init(site)
+		_remember_fresh_state(site)
 		frappe.connect()
 	frappe.set_user("Administrator")
 	try:
@@ -94,6 +98,50 @@ def job_site(site: str) -> Iterator[None]:
 				frappe.destroy()
 		else:
 			frappe.destroy()
+
+
+# What frappe.init leaves in frappe.local for a request, per site, captured right after a real init:
+# each job gets copies of these (flags, logs, caches, user, session...), as frappe.init(force=True)
+# would give it, without re-reading what does not change between jobs (the query builder, the module
+# map from Redis); the site's config is read again when one of its files changed.
+_KEPT = {"site", "sites_path", "site_path", "conf", "qb", "db", "initialised", "module_app", "app_modules",
+	"all_apps", "dev_server"}  # fmt: skip
+_fresh: dict[str, tuple[tuple, dict[str, Any]]] = {}
+
+
+def fresh_state(site: str) -> None:
+	"""Frappe's per-request state made new for the next job (or message) of ``site``."""
+	known = _fresh.get(site)
+	stamp = _config_stamp()
+	if known is None or known[0] != stamp:
+		db = frappe.local.db
+		frappe.init(site, force=True)
+		frappe.local.db = db
+		_remember_fresh_state(site)
+		return
+	for name, value in known[1].items():
+		setattr(frappe.local, name, copy.deepcopy(value))
+
+
+def _remember_fresh_state(site: str) -> None:
+	_fresh[site] = (
+		_config_stamp(),
+		{name: copy.deepcopy(value) for name, value in iter(frappe.local) if name not in _KEPT},
+	)
+
+
+def _config_stamp() -> tuple:
+	"""When the site's and the bench's config files last changed (both are read by frappe.init)."""
+	stamps = []
+	for path in (
+		frappe.get_site_path("site_config.json"),
+		os.path.join(frappe.local.sites_path, "common_site_config.json"),
+	):
+		try:
+			stamps.append(os.stat(path).st_mtime_ns)
+		except OSError:
+			stamps.append(None)
+	return tuple(stamps)
 
 
 def _reconnect_if_closed() -> None:

@@ -45,6 +45,7 @@ class Route:
 	batch: bool = False
 	config: dict[str, Any] | None = None  # the Spine Consumer Config row, as cached
 	sync_rule: dict[str, Any] | None = None  # a Spine Sync Rule, applied before the handlers
+	after: Callable[[], None] | None = None  # called once a message of the route was handled
 
 	@property
 	def self_committing(self) -> bool:
@@ -84,7 +85,8 @@ class Router:
 		if row.topic == INITIAL_SYNC_TOPIC and row.document_type == INITIAL_SYNC_DOCTYPE:
 			return Route(["spine.sync.initial.answer"], [initial_sync.answer])
 		if row.topic == KEYS_TOPIC and row.document_type == KEY_DOCTYPE:
-			return Route(KEYS_ROUTE, [trusted_keys.receive])
+			# a key just received counts for the next message of the batch
+			return Route(KEYS_ROUTE, [trusted_keys.receive], after=self.key_received)
 		config = self.settings["routes"].get(row.topic, {}).get(row.document_type)
 		rule = sync_rules.for_message(self.settings, row.topic, row.document_type)
 		if not config and rule:

@@ -159,19 +159,15 @@ class _Worker(SimpleWorker):
 		signal.signal(signal.SIGQUIT, self.request_stop)
 
 	def execute_job(self, job, queue):
-		# RQ's forking worker heartbeats while its work horse runs; without a fork, a thread does it,
-		# so a job of a worker that died is recognised as abandoned (and retried) as soon as with RQ.
-		done = threading.Event()
-
-		def beat() -> None:
-			while not done.wait(self.job_monitoring_interval):
-				try:
-					self.maintain_heartbeats(job)
-				except Exception:
-					log.warning("jsonworker: heartbeat for job %s failed", job.id, exc_info=True)
-
-		beater = threading.Thread(target=beat, name="spine-job-heartbeat", daemon=True)
-		beater.start()
+		# RQ's forking worker heartbeats while its work horse runs; without a fork, one thread of the
+		# worker does it for whichever job runs (a thread per job cost every message its start), so a
+		# job of a worker that died is recognised as abandoned (and retried) as soon as with RQ.
+		if getattr(self, "_beater", None) is None:
+			self._beat_lock = threading.Lock()
+			self._beater = threading.Thread(target=self._beat, name="spine-job-heartbeat", daemon=True)
+			self._beater.start()
+		with self._beat_lock:
+			self._running_job = job
 		others = [q.key for q in self.queues if q.name != queue.name]
 		while_job_runs(lambda: others and any(_lengths(self.connection, others)))
 		try:
@@ -179,8 +175,21 @@ class _Worker(SimpleWorker):
 			return self.site_contexts.run(site, super().execute_job, job, queue)
 		finally:
 			while_job_runs(None)
-			done.set()
-			beater.join(5)
+			with self._beat_lock:  # no heartbeat of a job that ended (it would write its key again)
+				self._running_job = None
+
+	def _beat(self) -> None:
+		"""Every ``job_monitoring_interval`` seconds, the heartbeats of the job running now, if any."""
+		while True:
+			time.sleep(self.job_monitoring_interval)
+			with self._beat_lock:
+				job = getattr(self, "_running_job", None)
+				if job is None:
+					continue
+				try:
+					self.maintain_heartbeats(job)
+				except Exception:
+					log.warning("jsonworker: heartbeat for job %s failed", job.id, exc_info=True)
 
 	def heartbeat(self, timeout: int | None = None, pipeline=None) -> None:
 		# RQ sends a plain heartbeat (two Redis commands) at every dequeue, one per job; the worker's key

@@ -83,31 +83,32 @@ class JobHandOver:
 			return {}
 		starts = starts or {}
 		earlier = {self.last_job[tp] for tp in ends if tp in self.last_job}
-		job = self.queue.enqueue(
-			self.func,
-			self.site,
-			list(records),
-			self.queue.name,
-			{
-				"group": self.group,
-				"starts": [[t, p, starts.get((t, p), first)] for (t, p), (first, _) in ends.items()],
-			},
-			# a partition's messages are stored in offset order: after its previous job, if unfinished
-			depends_on=[j for j in sorted(earlier) if self._unfinished(j)] or None,
-			retry=JOB_RETRY,
-			job_timeout=JOB_TIMEOUT,
-			result_ttl=RESULT_TTL,
-			failure_ttl=7 * 24 * 3600,
-			description=f"store {len(records)} messages of "
+		# a partition's messages are stored in offset order: after its previous job, if unfinished
+		waits_for = [j for j in sorted(earlier) if self._unfinished(j)]
+		options = {
+			"retry": JOB_RETRY,
+			"job_timeout": JOB_TIMEOUT,
+			"result_ttl": RESULT_TTL,
+			"failure_ttl": 7 * 24 * 3600,
+			"description": f"store {len(records)} messages of "
 			+ ", ".join(f"{t}[{p}]@{first}-{last}" for (t, p), (first, last) in sorted(ends.items())),
-		)
+		}
+		args = (self.func, self.site, list(records), self.queue.name,
+			{"group": self.group, "starts": [[t, p, starts.get((t, p), first)] for (t, p), (first, _) in ends.items()]})  # fmt: skip
+		# for spine-status: how far each partition was handed over (lost with Redis, like the jobs)
+		handed = {f"{t}:{p}": last + 1 for (t, p), (_, last) in ends.items()}
+		if waits_for:  # RQ watches the jobs it depends on in a pipeline of its own
+			job = self.queue.enqueue(*args, depends_on=waits_for, **options)
+			if self.group:
+				self.queue.connection.hset(handed_key(self.group), mapping=handed)
+		else:  # the usual case: the job and the record of it in one round trip
+			with self.queue.connection.pipeline() as pipe:
+				job = self.queue.enqueue(*args, pipeline=pipe, **options)
+				if self.group:
+					pipe.hset(handed_key(self.group), mapping=handed)
+				pipe.execute()
 		for tp in ends:
 			self.last_job[tp] = job.id
-		if self.group:
-			# for spine-status: how far each partition was handed over (lost with Redis, like the jobs)
-			self.queue.connection.hset(
-				handed_key(self.group), mapping={f"{t}:{p}": last + 1 for (t, p), (_, last) in ends.items()}
-			)
 		return {tp: job.id for tp in ends}
 
 	def busy(self) -> bool:

@@ -101,10 +101,16 @@ def _versioned(kind: str, version_sql: str, build: Callable[[], Any]) -> Any:
 	return config
 
 
+_rules_table: set[str] = set()  # sites whose Spine Sync Rule table was seen (it does not go away)
+
+
 def _consumer_version_sql() -> str:
-	if frappe.db.table_exists("Spine Sync Rule"):
-		return f"{_CONSUMER_VERSION_SQL}, {_RULES_VERSION}"
-	return _CONSUMER_VERSION_SQL  # before the first migrate of this version
+	site = frappe.local.site
+	if site not in _rules_table:
+		if not frappe.db.table_exists("Spine Sync Rule"):
+			return _CONSUMER_VERSION_SQL  # before the first migrate of this version
+		_rules_table.add(site)
+	return f"{_CONSUMER_VERSION_SQL}, {_RULES_VERSION}"
 
 
 def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:
