@@ -12,11 +12,14 @@ Fields are described to ``build_schema`` as plain dicts (``fieldname``, ``fieldt
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import jsonschema
 
 from spine.config.topics import SCHEMAS_TOPIC
 
@@ -181,41 +184,32 @@ def _table_schema(f: Mapping[str, Any], chosen: tuple[str, ...] | None) -> dict[
 
 
 def first_error(payload: Any, schema: Mapping[str, Any], path: str = "Payload") -> str | None:
-	"""The first way ``payload`` breaks ``schema`` (the subset ``build_schema`` writes), or None."""
-	if "const" in schema and payload != schema["const"]:
-		return f"{path} must be {schema['const']!r} (got {payload!r:.60})"
-	kinds = schema.get("type")
-	if kinds is not None:
-		allowed = [kinds] if isinstance(kinds, str) else list(kinds)
-		if not any(_is(payload, k) for k in allowed):
-			return f"{path} must be {' or '.join(allowed)} (got {type(payload).__name__})"
-	if "enum" in schema and payload not in schema["enum"]:
-		return f"{path} must be one of {schema['enum'][:10]} (got {payload!r:.60})"
-	if isinstance(payload, dict) and "properties" in schema:
-		for name in schema.get("required", ()):
-			if name not in payload:
-				return f"{path}.{name} is required"
-		for name, sub in schema["properties"].items():
-			if name in payload:
-				error = first_error(payload[name], sub, f"{path}.{name}")
-				if error:
-					return error
-	if isinstance(payload, list) and "items" in schema:
-		for i, item in enumerate(payload):
-			error = first_error(item, schema["items"], f"{path}[{i}]")
-			if error:
-				return error
-	return None
+	"""The first way ``payload`` breaks ``schema`` (any JSON Schema, checked by ``jsonschema``; the one
+	validator of Spine's schema gate and of registry schemas), said for an operator, or None."""
+	error = jsonschema.exceptions.best_match(
+		_validator(json.dumps(schema, sort_keys=True)).iter_errors(payload)
+	)
+	if error is None:
+		return None
+	where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+	kind, wanted = error.validator, error.validator_value
+	if kind == "required":
+		missing = next(
+			(n for n in wanted if isinstance(error.instance, dict) and n not in error.instance), "?"
+		)
+		return f"{where}.{missing} is required"
+	if kind == "type":
+		allowed = [wanted] if isinstance(wanted, str) else list(wanted)
+		return f"{where} must be {' or '.join(allowed)} (got {type(error.instance).__name__})"
+	if kind == "enum":
+		return f"{where} must be one of {list(wanted)[:10]} (got {error.instance!r:.60})"
+	if kind == "const":
+		return f"{where} must be {wanted!r} (got {error.instance!r:.60})"
+	return f"{where}: {error.message[:200]}"
 
 
-def _is(value: Any, kind: str) -> bool:
-	return {
-		"null": value is None,
-		"string": isinstance(value, str),
-		"integer": (isinstance(value, int) and not isinstance(value, bool))
-		or (isinstance(value, float) and value.is_integer()),
-		"number": isinstance(value, int | float) and not isinstance(value, bool),
-		"boolean": isinstance(value, bool),
-		"object": isinstance(value, dict),
-		"array": isinstance(value, list),
-	}.get(kind, True)
+@functools.lru_cache(maxsize=256)
+def _validator(schema_text: str):
+	schema = json.loads(schema_text)
+	cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
+	return cls(schema)
