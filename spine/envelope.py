@@ -23,6 +23,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from spine import cloudevents
 from spine.errors import MalformedMessage
 
 SCHEMA_VERSION = 2
@@ -62,8 +63,9 @@ class Envelope:
 		"""The Kafka key: events of one document share it, so Kafka keeps them in one partition, in order."""
 		return document_key(self.doctype, self.docname or "")
 
-	def headers(self) -> list[tuple[str, bytes]]:
-		"""Kafka headers carrying the routing facts, so consumers can route without decoding the body."""
+	def headers(self, cloud_events: bool = True) -> list[tuple[str, bytes]]:
+		"""Kafka headers carrying the routing facts, so consumers can route without decoding the body;
+		with ``cloud_events``, the CloudEvents binary-mode ``ce_*`` headers too (``spine.cloudevents``)."""
 		pairs = [
 			(HEADER_MESSAGE_ID, self.message_id),
 			(HEADER_SCHEMA_VERSION, str(self.schema_version)),
@@ -72,7 +74,11 @@ class Envelope:
 			(HEADER_EVENT, self.event),
 			(HEADER_ORIGIN_SITE, self.origin_site),
 		]
-		return [(k, v.encode()) for k, v in pairs if v is not None]
+		found = [(k, v.encode()) for k, v in pairs if v is not None]
+		if cloud_events:
+			found += cloudevents.binary_headers(message_id=self.message_id, origin_site=self.origin_site,
+				doctype=self.doctype, event=self.event, docname=self.docname, time=self.timestamp, key=self.key)  # fmt: skip
+		return found
 
 
 def document_key(doctype: str, docname: str) -> str:
@@ -154,12 +160,20 @@ def encode(envelope: Envelope) -> bytes:
 	).encode()
 
 
-def parse(value: bytes | str | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Envelope:
+def parse(
+	value: bytes | str | None,
+	*,
+	max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+	content_type: str | None = None,
+	topic: str | None = None,
+) -> Envelope:
 	"""Decode a Kafka message value into an Envelope.
 
-	Accepts Spine's envelope and the original Spine Adapter's (``schema_version`` 1, no
-	message id). Anything else raises ``MalformedMessage`` with a readable reason; no other
-	exception escapes, whatever the input.
+	Accepts Spine's envelope, the original Spine Adapter's (``schema_version`` 1, no message id) and a
+	CloudEvent in structured mode (``content_type`` ``application/cloudevents+json``, or an object
+	with CloudEvents' attributes; its envelope says where it came from in ``Header.CloudEvent``).
+	Anything else raises ``MalformedMessage`` with a readable reason; no other exception escapes,
+	whatever the input.
 	"""
 	if value is None:
 		raise MalformedMessage("message has no value (a tombstone or an empty record)")
@@ -181,6 +195,11 @@ def parse(value: bytes | str | None, *, max_bytes: int = DEFAULT_MAX_MESSAGE_BYT
 		raise MalformedMessage(f"message is not JSON: {_short(e)}") from None
 	if not isinstance(body, dict):
 		raise MalformedMessage(f"message is JSON but not an object (got {type(body).__name__})")
+	if cloudevents.is_structured(body, content_type):
+		try:
+			body = cloudevents.to_envelope_body(body, topic)
+		except ValueError as e:
+			raise MalformedMessage(f"message is a CloudEvent Spine cannot take: {e}") from None
 	return from_body(body)
 
 

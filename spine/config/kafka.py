@@ -34,7 +34,15 @@ SPINE_KEYS: dict[str, Any] = {
 	# Desk's Check connection creates); -1 takes the cluster's num.partitions / default.replication.factor
 	"spine.topic.partitions": -1,
 	"spine.topic.replication.factor": -1,
+	# Spine's: CloudEvents binary-mode headers (ce_*) on every message it publishes
+	"spine.cloudevents": True,
+	# Spine's: a schema registry (Confluent's REST API: Confluent, Apicurio's /apis/ccompat/v7, Karapace)
+	# for the producer rows whose wire format is "Registry JSON Schema", and to read registry-framed
+	# messages of other producers; empty: none
+	"spine.schema.registry.url": "",
 }
+# Passed to the registry client as they are (spine.schema.registry.<key>)
+REGISTRY_KEYS = ("basic.auth.user.info", "ssl.ca.location", "ssl.certificate.location", "ssl.key.location")
 
 # librdkafka properties that only a consumer accepts (CONFIGURATION.md, "C" rows).
 CONSUMER_ONLY = frozenset(
@@ -113,7 +121,7 @@ PRODUCER_ONLY = frozenset(
 )
 
 # Values of these keys are secrets: never logged, never shown in an error.
-SECRET_KEYS = frozenset(
+SECRET_KEYS = frozenset({"spine.schema.registry.basic.auth.user.info"}) | frozenset(
 	{
 		"sasl.password",
 		"sasl.username",
@@ -233,6 +241,14 @@ def split_kafka_conf(
 	for key, value in _COMMON_DEFAULTS.items():
 		common.setdefault(key, value)
 	_validate_spine_keys(spine)
+	spine["spine.cloudevents"] = _flag(spine["spine.cloudevents"], "spine.cloudevents")
+	unknown = [k for k in spine if k.startswith("spine.schema.registry.") and k != "spine.schema.registry.url"
+		and k.removeprefix("spine.schema.registry.") not in REGISTRY_KEYS]  # fmt: skip
+	if unknown:
+		raise KafkaConfigError(
+			f'"kafka"."{unknown[0]}" is not a schema registry setting; use spine.schema.registry.url and '
+			+ ", ".join(f"spine.schema.registry.{k}" for k in REGISTRY_KEYS)
+		)
 
 	warnings: list[str] = []
 	producer = {k: v for k, v in common.items() if k not in CONSUMER_ONLY}
@@ -283,6 +299,29 @@ def redact(conf: Mapping[str, Any]) -> dict[str, Any]:
 		else:
 			out[key] = value
 	return out
+
+
+def _flag(value: Any, key: str) -> bool:
+	if isinstance(value, bool):
+		return value
+	if str(value).strip().lower() in ("1", "true", "yes", "on"):
+		return True
+	if str(value).strip().lower() in ("0", "false", "no", "off"):
+		return False
+	raise KafkaConfigError(f'"kafka"."{key}" must be true or false (got {value!r:.40})')
+
+
+def registry_settings(spine: Mapping[str, Any]) -> dict[str, str] | None:
+	"""The schema registry client's settings from a block's Spine keys (``url`` and the auth and TLS
+	keys as given), or None when the block names no registry."""
+	url = str(spine.get("spine.schema.registry.url") or "").strip()
+	if not url:
+		return None
+	found = {"url": url.rstrip("/")}
+	for key in REGISTRY_KEYS:
+		if spine.get(f"spine.schema.registry.{key}"):
+			found[key] = str(spine[f"spine.schema.registry.{key}"])
+	return found
 
 
 def _validate_spine_keys(spine: dict[str, Any]) -> None:

@@ -110,10 +110,15 @@ def problems(report: dict[str, Any]) -> list[str]:
 	if lag.get("error"):
 		found.append(f"consumer lag unknown: {lag['error']}")
 	for held in report.get("held_outbound") or []:
-		if broker_errors.kind_of(held["error"]) == broker_errors.AUTHORIZATION:
+		kind = broker_errors.kind_of(held["error"])
+		if kind == broker_errors.AUTHORIZATION:
 			found.append(
 				f"{held['rows']} events to topic {held['topic']} are held: the broker refuses this site's "
 				f"principal ({held['error'][:160]}); add the ACL (README, 'Least ACLs'): they go out then"
+			)
+		elif kind == broker_errors.REGISTRY:
+			found.append(
+				f"{held['rows']} events to topic {held['topic']} are held by the schema registry: {held['error'][:400]}"
 			)
 	for state in report.get("cluster") or []:
 		if "no leader" in state:

@@ -10,6 +10,8 @@ Kinds:
   Failed, and go out once the operator adds the ACL;
 - ``refused``: the record itself is wrong (too large, invalid); sending it again cannot help;
 - ``login`` / ``tls``: the kafka block's credentials or TLS settings are refused;
+- ``registry``: the schema registry refused an event's schema (or the block names none); held like
+  ``authorization``, released once the operator resolves it;
 - ``fatal``: the client stopped for good (librdkafka's fatal flag: a fenced static member, a fatal
   idempotence error); it must be made anew.
 
@@ -21,9 +23,16 @@ from __future__ import annotations
 
 from confluent_kafka import KafkaError
 
-RETRIABLE, CLUSTER, AUTHORIZATION, REFUSED, LOGIN, TLS, FATAL = (
-	"retriable", "cluster", "authorization", "refused", "login", "tls", "fatal",
+RETRIABLE, CLUSTER, AUTHORIZATION, REFUSED, LOGIN, TLS, FATAL, REGISTRY = (
+	"retriable", "cluster", "authorization", "refused", "login", "tls", "fatal", "registry",
 )  # fmt: skip
+# Errors of Spine's own, stored like the broker's (``NAME: text``): the schema registry refused an event's
+# schema, names none, or did not answer. The rows are held (retried), as with a missing ACL.
+REGISTRY_REFUSED, REGISTRY_MISSING, REGISTRY_UNAVAILABLE = (
+	"REGISTRY_REFUSED",
+	"REGISTRY_MISSING",
+	"REGISTRY_UNAVAILABLE",
+)
 
 _TABLE: dict[int, str] = {
 	KafkaError.MSG_SIZE_TOO_LARGE: REFUSED,
@@ -47,7 +56,11 @@ _TABLE: dict[int, str] = {
 	KafkaError.REQUEST_TIMED_OUT: CLUSTER,
 	KafkaError._TIMED_OUT: CLUSTER,
 }
-_BY_NAME = {KafkaError(code).name(): kind for code, kind in _TABLE.items()}
+_BY_NAME = {KafkaError(code).name(): kind for code, kind in _TABLE.items()} | {
+	REGISTRY_REFUSED: REGISTRY,
+	REGISTRY_MISSING: REGISTRY,
+	REGISTRY_UNAVAILABLE: RETRIABLE,
+}
 
 
 def classify(err: KafkaError) -> str:

@@ -18,6 +18,7 @@ from spine import compat, envelope, logs, message_log, spans, trace
 from spine.errors import HandlerConfigError
 from spine.handlers import resolve
 from spine.producer import shape
+from spine.registry import framing
 from spine.settings import config_cache
 
 log = logs.logger(__name__)
@@ -83,7 +84,10 @@ def capture(doc, event: str, route: dict[str, Any], args: tuple = ()) -> str | N
 		capture_raw(
 			shape.SCHEMA_DOCTYPE, f"{route['topic']}:{doc.doctype}", "on_update", shape.SCHEMA_TOPIC, announce
 		)
-	return capture_raw(doc.doctype, str(doc.name), event, route["topic"], payload, payload_schema=version)
+	# the relay frames the payload for the schema registry (spine.producer.registry_records)
+	wire = {"WireFormat": framing.WIRE_FORMAT} if route.get("registry") else None
+	return capture_raw(doc.doctype, str(doc.name), event, route["topic"], payload, payload_schema=version,
+		extra_header=wire)  # fmt: skip
 
 
 def capture_raw(

@@ -27,7 +27,7 @@ from spine import compat, envelope, logs, message_log, metrics, spans
 from spine.config.topics import KEYS_TOPIC
 from spine.errors import KafkaConfigError
 from spine.kafka.publisher import Delivery, OutRecord, Publisher, shared_publisher
-from spine.producer import shape
+from spine.producer import registry_records, shape
 from spine.settings import broker
 
 log = logs.logger(__name__)
@@ -121,7 +121,8 @@ def _drain_until_empty(publisher: Publisher, deadline: float) -> int:
 		for compacted in {shape.SCHEMA_TOPIC, KEYS_TOPIC} & {r.topic for r in rows}:
 			broker.ensure_topic(compacted, f"{compacted} is published as a plain topic, not compacted")
 		started = time.time_ns()
-		deliveries = publisher.publish([_record(r) for r in rows])
+		cloud_events = _cloud_events()
+		deliveries = _publish(publisher, rows, [_record(r, cloud_events) for r in rows])
 		if spans.available():
 			for row in rows:
 				spans.record(
@@ -196,8 +197,10 @@ def record_deliveries(rows: list[dict[str, Any]], deliveries: list[Delivery]) ->
 	return published + len(confirmed)
 
 
-def _record(row: dict[str, Any]) -> OutRecord:
-	"""The Kafka record of an outbox row; headers come from the row's columns (no JSON re-parse)."""
+def _record(row: dict[str, Any], cloud_events: bool = True) -> OutRecord:
+	"""The Kafka record of an outbox row; headers come from the row's columns (no JSON re-parse), the
+	CloudEvents ones too unless the block turns them off (``spine.cloudevents``): ``ce_time`` is the
+	row's moment, which is the envelope's Header.Timestamp in the site's time zone."""
 	headers = envelope.Envelope(
 		doctype=row.document_type,
 		event=row.event,
@@ -206,10 +209,38 @@ def _record(row: dict[str, Any]) -> OutRecord:
 		docname=row.document_name,
 		origin_site=row.origin_site,
 		schema_version=envelope.SCHEMA_VERSION,
-	).headers()
+		timestamp=_site_time(row.creation) if cloud_events else None,
+	).headers(cloud_events=cloud_events)
 	return OutRecord(
 		ref=row.name, topic=row.topic, key=row.kafka_key, value=row.message.encode(), headers=headers
 	)
+
+
+def _publish(publisher: Publisher, rows: list, records: list[OutRecord]) -> list[Delivery]:
+	"""Publish the rows' records; rows a schema registry holds back are not sent, their delivery the
+	reason (retried on the relay's schedule, as any failed delivery)."""
+	framed, held = registry_records.as_records(rows, records)
+	sent = iter(publisher.publish([r for r in framed if r is not None]))
+	return [Delivery(records[i].ref, error=held[i], retriable=True) if r is None else next(sent)
+		for i, r in enumerate(framed)]  # fmt: skip
+
+
+def _cloud_events() -> bool:
+	try:
+		return bool(broker.site_settings().spine["spine.cloudevents"])
+	except KafkaConfigError:
+		return True
+
+
+def _site_time(moment) -> str | None:
+	"""A row's naive moment (the site's time) as ISO 8601 with the site's offset."""
+	if moment is None:
+		return None
+	from zoneinfo import ZoneInfo
+
+	from frappe.utils import get_system_timezone
+
+	return moment.replace(tzinfo=ZoneInfo(get_system_timezone())).isoformat()
 
 
 def _site_publisher() -> Publisher | None:

@@ -31,6 +31,25 @@ def site_settings() -> KafkaSettings:
 	return settings
 
 
+_registries: dict[tuple, object] = {}
+
+
+def registry(settings: KafkaSettings | None = None):
+	"""The site's schema registry client (``spine.registry.client.RegistryClient``), one per process and
+	settings (it keeps the ids it registered and the schemas it read), or None when the kafka block
+	names no ``spine.schema.registry.url``."""
+	from spine.config.kafka import registry_settings
+	from spine.registry.client import RegistryClient
+
+	found = registry_settings((settings or site_settings()).spine)
+	if found is None:
+		return None
+	key = tuple(sorted(found.items()))
+	if key not in _registries:
+		_registries[key] = RegistryClient(found)
+	return _registries[key]
+
+
 def check_reachable(settings: KafkaSettings | None = None, timeout: float = 10) -> KafkaSettings:
 	"""The site's settings, after making sure the broker answers; raises ``BrokerUnavailable`` if not."""
 	from spine.errors import BrokerUnavailable

@@ -42,6 +42,7 @@ EVENT_FIELDS = {
 	"after_rename": ("after_rename",),
 }
 BECOMES_TRUE = "When the condition becomes true"
+REGISTRY_JSON = "Registry JSON Schema"  # a producer row's wire format: framed for the schema registry
 
 # A save of a single always moves its ``modified`` (its child rows are saved with it); a rule's
 # insert or save moves the latest ``modified``, a deletion the count.
@@ -136,6 +137,8 @@ def _build_producer_routes() -> dict[str, list[dict[str, Any]]]:
 				"condition": (row.get("condition") or "").strip() or None,
 				"becomes_true": becomes_true,
 				"fields": parse_field_spec(row.get("published_fields")).to_dict(),
+				"registry": row.get("wire_format") == REGISTRY_JSON,
+				"compatibility": row.get("compatibility") or "BACKWARD",
 			}
 		)
 	return routes

@@ -44,3 +44,26 @@ def check_unique(rows, key_fields: tuple[str, ...], what: str) -> None:
 
 def handler_paths(value: str | None) -> list[str]:
 	return split_paths(value)
+
+
+def check_wire_format(row) -> None:
+	"""A row publishing for the schema registry needs one named in the kafka block."""
+	from spine.config.kafka import registry_settings
+	from spine.errors import KafkaConfigError
+	from spine.settings import broker
+	from spine.settings.config_cache import REGISTRY_JSON
+
+	if row.get("wire_format") != REGISTRY_JSON:
+		return
+	try:
+		named = registry_settings(broker.site_settings().spine)
+	except KafkaConfigError:
+		named = None
+	if not named:
+		frappe.throw(
+			_(
+				'Row {0}: "Registry JSON Schema" needs a schema registry: add "spine.schema.registry.url" to the '
+				"site's kafka block (site_config.json), or choose Spine JSON"
+			).format(row.idx),
+			title=_("No schema registry"),
+		)

@@ -62,32 +62,37 @@ def ensure_jars() -> Path:
 	"""The folder holding the broker's jars, fetched from Maven Central on first use (one fetch at a
 	time per machine; a half-finished fetch is never used). Raises ``KafkaStartError`` naming what is
 	missing when they cannot be had."""
-	target = jars_dir()
-	if _complete(target):
+	return maven_fetch(
+		jars_dir(), _complete, ["-f", str(POM), "dependency:copy-dependencies", "-DincludeScope=runtime"],
+		f"Apache Kafka {kafka_version()}",
+		f"set SPINE_KAFKA_JARS to a folder with kafka_2.13-{kafka_version()}.jar and its dependencies",
+	)  # fmt: skip
+
+
+def maven_fetch(target: Path, complete, goal: list[str], what: str, otherwise: str) -> Path:
+	"""``target``, filled by ``mvn <goal> -DoutputDirectory=...`` from Maven Central once: one fetch at a
+	time per machine, and a half-finished one never used (``complete(folder)`` says when it is whole).
+	Raises ``KafkaStartError`` saying what is missing and ``otherwise`` what to do instead."""
+	if complete(target):
 		return target
 	target.parent.mkdir(parents=True, exist_ok=True)
 	with open(target.parent / f".{target.name}.lock", "w") as lock:
 		fcntl.flock(lock, fcntl.LOCK_EX)
-		if _complete(target):
+		if complete(target):
 			return target
 		mvn = shutil.which("mvn")
 		if not mvn:
 			raise KafkaStartError(
-				"the Apache Kafka broker's jars are not cached and Maven (mvn) is not installed to fetch "
-				f"them: install Maven, or set SPINE_KAFKA_JARS to a folder with kafka_2.13-{kafka_version()}"
-				".jar and its dependencies"
+				f"{what} is not cached and Maven (mvn) is not installed to fetch it: install Maven, or {otherwise}"
 			)
 		partial = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
 		done = subprocess.run(
-			[mvn, "-q", "-B", "-f", str(POM), "dependency:copy-dependencies",
-				f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
-			capture_output=True, text=True,
-		)  # fmt: skip
-		if done.returncode != 0 or not _complete(partial):
+			[mvn, "-q", "-B", *goal, f"-DoutputDirectory={partial}"], capture_output=True, text=True
+		)
+		if done.returncode != 0 or not complete(partial):
 			shutil.rmtree(partial, ignore_errors=True)
 			raise KafkaStartError(
-				f"fetching Apache Kafka {kafka_version()} from Maven Central failed: "
-				+ (done.stdout + done.stderr).strip()[-1500:]
+				f"fetching {what} from Maven Central failed: " + (done.stdout + done.stderr).strip()[-1500:]
 			)
 		shutil.rmtree(target, ignore_errors=True)
 		partial.rename(target)

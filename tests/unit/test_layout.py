@@ -19,6 +19,8 @@ PACKAGE = ROOT / "spine"
 LAYERS: list[tuple[str, ...]] = [
 	(
 		"spine.envelope",
+		"spine.cloudevents",
+		"spine.registry",
 		"spine.errors",
 		"spine.retry",
 		"spine.handlers",

@@ -16,6 +16,7 @@ class SpineProducerConfig(Document):
 			if not frappe.db.exists("DocType", row.document_type):
 				frappe.throw(f"Row {row.idx}: DocType {row.document_type!r} does not exist on this site")
 			validation.check_topic(row)
+			validation.check_wire_format(row)
 			if row.event_handler:
 				validation.check_handlers(row, [row.event_handler.strip()])
 			if problem := shape.check_condition(row.document_type, row.condition):
