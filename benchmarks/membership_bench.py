@@ -172,7 +172,10 @@ def spine_dispatcher(wait: float, rounds: int) -> dict:
 					except ProcessLookupError:
 						pass
 				dispatcher.wait()
-				killed_at, killed_site = time.time(), now_datetime()  # the site's clock, as creation is stamped
+				killed_at, killed_site = (
+					time.time(),
+					now_datetime(),
+				)  # the site's clock, as creation is stamped
 				dispatcher = start_process("eventdispatcher", "--queue", f"bench-{run}")
 				procs[2] = dispatcher
 				got = None
