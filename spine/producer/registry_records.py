@@ -114,9 +114,9 @@ def as_records(rows: list, bases: list[OutRecord]) -> tuple[list[OutRecord | Non
 	for i, (row, base) in enumerate(zip(rows, bases, strict=True)):
 		if row.kafka_key in held_keys:
 			out.append(None)
-			held[i] = (
-				f"waits behind event {held_keys[row.kafka_key]} of this document, held: {held[held_keys[row.kafka_key]]}"
-			)
+			first = held_keys[row.kafka_key]
+			name, reason = held[first].split(": ", 1)
+			held[i] = f"{name}: waits behind Message Log {rows[first].name} of this document, held: {reason}"
 			continue
 		if not wanted(row):
 			out.append(base)

@@ -12,6 +12,7 @@ import shutil
 import socket
 import tempfile
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -47,6 +48,13 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def desk(frappe_site):
 	"""A logged-in headless Chromium on ``bench serve`` for the test site."""
+	with desk_session() as session:
+		yield session
+
+
+@contextmanager
+def desk_session():
+	"""``(driver, base url, screenshot folder)``: a logged-in headless Chromium on ``bench serve``."""
 	import frappe
 	from selenium import webdriver
 	from selenium.webdriver.chrome.options import Options
