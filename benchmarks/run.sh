@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Run Spine's benchmarks against a test site. Usage:
 #   SPINE_BENCH=/path/to/frappe-bench SPINE_SITE=test.local [SPINE_SITE2=second.local] \
-#     benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|metrics|sites|benchwide|signing|cluster|membership|soak|summary] [args]
+#     benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|metrics|sites|benchwide|signing|cluster|membership|ecosystem|soak|summary] [args]
 # Each prints a table and writes benchmarks/results/<name>.json; "all" (the default) runs them all
 # ("sites", between two sites, only when SPINE_SITE2 names a second site of the bench; "benchwide"
 # creates up to 19 sites spine-bwb-NN.test the first time, ~25 s each, and keeps them) and ends with
@@ -27,6 +27,7 @@ case "$which" in
 	signing) "$PY" benchmarks/signing_bench.py "$@" ;;
 	cluster) "$PY" benchmarks/cluster_bench.py "$@" ;;
 	membership) "$PY" benchmarks/membership_bench.py "$@" ;;
+	ecosystem) "$PY" benchmarks/ecosystem_bench.py "$@" ;;
 	soak) "$PY" -m tests.soak "$@" ;;  # not part of "all": its length is chosen (--minutes, default 60)
 	summary) "$PY" benchmarks/summary.py ;;
 	all)
@@ -48,7 +49,8 @@ case "$which" in
 		"$PY" benchmarks/signing_bench.py
 		"$PY" benchmarks/cluster_bench.py
 		"$PY" benchmarks/membership_bench.py
+		"$PY" benchmarks/ecosystem_bench.py
 		"$PY" benchmarks/summary.py
 		;;
-	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|metrics|sites|benchwide|signing|cluster|membership|soak|summary] [args]" >&2; exit 2 ;;
+	*) echo "usage: benchmarks/run.sh [all|producer|consumer|pipeline|trickle|ceilings|metrics|sites|benchwide|signing|cluster|membership|ecosystem|soak|summary] [args]" >&2; exit 2 ;;
 esac

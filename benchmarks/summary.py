@@ -1,14 +1,16 @@
 """One table of every measure with its goal, from the results the benchmarks wrote.
 
-Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing,cluster,membership}.json
+Reads benchmarks/results/{producer,consumer,pipeline,sites,trickle,ceilings,metrics,benchwide,signing,cluster,membership,ecosystem}.json
 of one run (``SPINE_BENCH_RUN``, which ``benchmarks/run.sh all`` sets, or the newest run found) and writes
 benchmarks/results/summary.json. A figure this run did not measure counts as missed; the exit code is
-1 when any goal is missed. Keys are stable (tools may read them); each row says what its figure means.
+1 when any goal is missed. ``SPINE_BENCH_BEFORE=<an earlier summary.json>`` adds its figures as a
+"before" column (the README's before/after table: the same machine, the same hour). Keys are stable (tools may read them); each row says what its figure means.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -18,13 +20,13 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ROWS = [
 	("save_to_handler_median_ms", "save → consumer handler, idle pipeline, median", "ms", 15, "max",
 		"pipeline", ("save_to_handler_ms", "median")),
-	("save_to_handler_p95_ms", "save → consumer handler, idle pipeline, p95", "ms", 30, "max",
+	("save_to_handler_p95_ms", "save → consumer handler, idle pipeline, p95", "ms", 25, "max",
 		"pipeline", ("save_to_handler_ms", "p95")),
 	("new_topic_first_message_s", "first message on a topic the dispatcher did not know", "s", 3, "max",
 		"pipeline", ("new_topic_seconds",)),
 	("ingest_messages_per_s", "ingest, Kafka → Message Log (3 partitions, 2 jsonworkers)", "msg/s", 10_000, "min",
 		"consumer", ("ingest_messages_per_second",)),
-	("stored_processed_per_message_per_s", "stored + processed, per-message no-op handler", "msg/s", 2_000,
+	("stored_processed_per_message_per_s", "stored + processed, per-message no-op handler", "msg/s", 5_000,
 		"min", "consumer", ("stored_and_processed_messages_per_second",)),
 	("processed_batch_handler_per_s", "processed, batch no-op handler (one processor)", "msg/s", 10_000, "min",
 		"consumer", ("batch_processed_messages_per_second",)),
@@ -53,6 +55,10 @@ ROWS = [
 		"×", 1.0, "max", "trickle", ("burst", "spine_cpu_to_save_ratio")),
 	("trickle_worst_spine_cpu_to_save_ratio", "the same, worst of the burst and every paced rate kept up with",
 		"×", 1.0, "max", "trickle", ("spine_cpu_to_save_ratio_worst",)),
+	("trickle_25_spine_cpu_to_save_ratio", "Spine CPU per single-commit message ÷ the save's own, 25 saves/s (relay + dispatcher + jsonworkers + capture hook)",
+		"×", 1.0, "max", "trickle", ("by_rate", "25", "spine_cpu_to_save_ratio")),
+	("trickle_25_consumer_cpu_ms", "dispatcher + jsonworkers CPU per message, 25 saves/s", "ms", 2, "max",
+		"trickle", ("by_rate", "25", "consumer_cpu_ms_per_message")),
 	("trickle_save_to_handler_median_ms", "save → handler while saves trickle in, median", "ms", 50, "max",
 		"trickle", ("latency", "save_to_handler_ms", "median")),
 	("trickle_save_to_handler_p95_ms", "save → handler while saves trickle in, p95", "ms", 200, "max",
@@ -60,7 +66,7 @@ ROWS = [
 	("metrics_on_save_to_handler_ratio", "save → handler median with metrics on ÷ off", "×", 1.05, "max",
 		"metrics", ("latency_on_vs_off",)),
 	("metrics_on_ingest_ratio", "ingest with metrics on ÷ off", "×", 0.95, "min", "metrics", ("ingest_on_vs_off",)),
-	("ingest_to_insert_ceiling_ratio", "ingest / plain INSERT … COMMIT of the same rows", "×", 0.5, "min",
+	("ingest_to_insert_ceiling_ratio", "ingest / plain multi-row INSERT … COMMIT of rows shaped alike (no Spine code)", "×", 0.8, "min",
 		"derived", ("ingest_to_insert_ceiling",)),
 	("relay_to_ceiling_ratio", "relay / lower of plain produce and plain outbox read-and-mark", "×", 0.5, "min",
 		"derived", ("relay_to_ceiling",)),
@@ -74,7 +80,7 @@ ROWS = [
 		"sites", ("sync", "docs_per_second")),
 	("request_reply_median_ms", "request → reply between two sites, idle, median", "ms", 20, "max",
 		"sites", ("request_reply_ms", "median")),
-	("request_reply_p95_ms", "request → reply between two sites, idle, p95", "ms", 50, "max",
+	("request_reply_p95_ms", "request → reply between two sites, idle, p95", "ms", 40, "max",
 		"sites", ("request_reply_ms", "p95")),
 	("dispatcher_memory_peak_ratio", "eventdispatcher peak RSS / RSS after the first 10,000 messages", "×", 1.10,
 		"max", "consumer", ("memory", "dispatcher_peak_ratio")),
@@ -95,6 +101,12 @@ ROWS = [
 		"cluster", ("tls_latency_ratio",)),
 	("static_member_restart_resumed_s", "Spine's eventdispatcher SIGKILLed and started again at once → storing again", "s",
 		10, "max", "membership", ("spine_dispatcher_resumed_after_s",)),
+	("registry_relay_ratio", "relay throughput, Registry JSON Schema ÷ Spine JSON (schemas cached)", "×", 0.9, "min",
+		"ecosystem", ("relay_registry_to_spine_json",)),
+	("registry_save_to_handler_ratio", "save → handler median, Registry JSON Schema ÷ Spine JSON", "×", 1.1, "max",
+		"ecosystem", ("save_to_handler_registry_to_spine_json",)),
+	("cloudevents_relay_ratio", "relay throughput, CloudEvents headers on ÷ off", "×", 0.9, "min",
+		"ecosystem", ("relay_cloudevents_on_to_off",)),
 	("tls_relay_ratio", "relay throughput, TLS + SASL/SCRAM + ACLs ÷ plaintext", "×", 0.9, "min", "cluster",
 		("tls_relay_ratio",)),
 ]  # fmt: skip
@@ -125,12 +137,23 @@ def ratios(sources: dict) -> dict:
 
 def this_run(sources: dict) -> str | None:
 	"""The run the summary is of: SPINE_BENCH_RUN, or the newest run id among the result files."""
-	import os
-
 	if os.environ.get("SPINE_BENCH_RUN"):
 		return os.environ["SPINE_BENCH_RUN"]
 	stamped = [(s.get("when") or "", s["run"]) for s in sources.values() if s.get("run")]
 	return max(stamped)[1] if stamped else None
+
+
+def _shown(value) -> str:
+	return "not measured" if value is None else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}")
+
+
+def _before() -> dict | None:
+	"""The measures of an earlier summary (``SPINE_BENCH_BEFORE``: its summary.json), shown beside
+	this run's; None when not asked for."""
+	path = os.environ.get("SPINE_BENCH_BEFORE")
+	if not path:
+		return None
+	return json.loads(Path(path).read_text())["measures"]
 
 
 def main() -> None:
@@ -147,6 +170,7 @@ def main() -> None:
 		"signing",
 		"cluster",
 		"membership",
+		"ecosystem",
 	):
 		path = RESULTS / f"{name}.json"
 		sources[name] = json.loads(path.read_text()) if path.exists() else {}
@@ -155,6 +179,7 @@ def main() -> None:
 	for name in stale:  # another run's figures never stand in for this run's
 		sources[name] = {}
 	sources["derived"] = ratios(sources)
+	before = _before()
 	table, out = [], {}
 	for key, label, unit, goal, kind, source, path in ROWS:
 		value = lookup(sources[source], path)
@@ -162,14 +187,20 @@ def main() -> None:
 		met = False if value is None else (value <= goal if kind == "max" else value >= goal)
 		out[key] = {"label": label, "unit": unit, "value": value, "goal": goal, "goal_is": kind, "met": met,
 			"source": f"benchmarks/results/{source}.json"}  # fmt: skip
-		shown = (
-			"not measured" if value is None else (f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}")
-		)
-		table.append((label, f"{shown} {unit}", f"{'≤' if kind == 'max' else '≥'} {goal:,} {unit}",
-			"met" if met else ("MISSED (not measured)" if value is None else "MISSED")))  # fmt: skip
-	widths = [max(len(row[i]) for row in [("measure", "value", "goal", ""), *table]) for i in range(4)]
-	print("\nSpine performance against its goals")
-	for row in [("measure", "value", "goal", ""), tuple("-" * w for w in widths), *table]:
+		row = [label, f"{_shown(value)} {unit}", f"{'≤' if kind == 'max' else '≥'} {goal:,} {unit}",
+			"met" if met else ("MISSED (not measured)" if value is None else "MISSED")]  # fmt: skip
+		if before is not None:
+			row.insert(1, f"{_shown((before.get(key) or {}).get('value'))} {unit}")
+		table.append(tuple(row))
+	head = (
+		("measure", "before", "value", "goal", "") if before is not None else ("measure", "value", "goal", "")
+	)
+	widths = [max(len(row[i]) for row in [head, *table]) for i in range(len(head))]
+	print(
+		"\nSpine performance against its goals"
+		+ (f" (before: {os.environ['SPINE_BENCH_BEFORE']})" if before is not None else "")
+	)
+	for row in [head, tuple("-" * w for w in widths), *table]:
 		print(" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)))
 	machine = next((s.get("machine") for s in sources.values() if s.get("machine")), None)
 	brokers = sorted({s["broker"] for s in sources.values() if isinstance(s, dict) and s.get("broker")})
@@ -178,6 +209,7 @@ def main() -> None:
 	print(
 		f"\nrun: {run or 'no run id'}" + (f"; left out, from other runs: {', '.join(stale)}" if stale else "")
 	)
+	RESULTS.mkdir(parents=True, exist_ok=True)
 	(RESULTS / "summary.json").write_text(
 		json.dumps(
 			{

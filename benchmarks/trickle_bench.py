@@ -288,6 +288,15 @@ def main() -> None:
 		[results["burst"]["spine_cpu_to_save_ratio"]]
 		+ [p["spine_cpu_to_save_ratio"] for p in results["paced"] if p["kept_up"]]
 	)
+	# the figures the goals name per rate (25 saves/s: what a busy office sends), by the rate asked
+	results["by_rate"] = {
+		f"{p['rate_asked']:.0f}": {
+			"spine_cpu_to_save_ratio": p["spine_cpu_to_save_ratio"],
+			"consumer_cpu_ms_per_message": p["consumer_cpu_ms_per_message"],
+			"kept_up": p["kept_up"],
+		}
+		for p in results["paced"]
+	}
 	results["handled_after_last_save_s_by_rate"] = {
 		f"{p['rate_asked']:.0f}": p["handled_after_last_save_s"] for p in results["paced"]
 	}

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import jsonschema
+import jsonschema.protocols
 
 from spine.config.topics import SCHEMAS_TOPIC
 
@@ -186,9 +187,10 @@ def _table_schema(f: Mapping[str, Any], chosen: tuple[str, ...] | None) -> dict[
 def first_error(payload: Any, schema: Mapping[str, Any], path: str = "Payload") -> str | None:
 	"""The first way ``payload`` breaks ``schema`` (any JSON Schema, checked by ``jsonschema``; the one
 	validator of Spine's schema gate and of registry schemas), said for an operator, or None."""
-	error = jsonschema.exceptions.best_match(
-		_validator(json.dumps(schema, sort_keys=True)).iter_errors(payload)
-	)
+	check = validator(json.dumps(schema, sort_keys=True))
+	if check.is_valid(payload):  # the usual case, without collecting errors
+		return None
+	error = jsonschema.exceptions.best_match(check.iter_errors(payload))
 	if error is None:
 		return None
 	where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
@@ -209,7 +211,8 @@ def first_error(payload: Any, schema: Mapping[str, Any], path: str = "Payload") 
 
 
 @functools.lru_cache(maxsize=256)
-def _validator(schema_text: str):
+def validator(schema_text: str) -> jsonschema.protocols.Validator:
+	"""The ``jsonschema`` validator of a schema given as JSON text (made once per text, kept)."""
 	schema = json.loads(schema_text)
 	cls = jsonschema.validators.validator_for(schema, default=jsonschema.Draft202012Validator)
 	return cls(schema)

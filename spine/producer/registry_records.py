@@ -37,10 +37,14 @@ def wanted(row) -> bool:
 	return MARK in row.message
 
 
-def record(row, base: OutRecord) -> OutRecord:
+_NO_CLIENT = object()
+
+
+def record(row, base: OutRecord, client=_NO_CLIENT) -> OutRecord:
 	"""``base`` (the row's record as Spine JSON) framed for the registry; raises ``Held`` with the
-	reason when it cannot be yet."""
-	client = broker.registry()
+	reason when it cannot be yet. ``client``: the site's registry client, when the caller has it."""
+	if client is _NO_CLIENT:
+		client = broker.registry()
 	if client is None:
 		raise Held(
 			f"{REGISTRY_MISSING}: the Spine Producer Config row for {row.document_type} on {row.topic} says "
@@ -74,8 +78,19 @@ def record(row, base: OutRecord) -> OutRecord:
 	)
 
 
+_schema_texts: dict[tuple[str, str, str, str | None], str] = {}  # a version's schema never changes
+
+
 def _schema(topic: str, doctype: str, version: str | None) -> str:
-	"""The JSON Schema text of ``version``, as Spine recorded it when the version was first published."""
+	"""The JSON Schema text of ``version``, as Spine recorded it when the version was first published
+	(read once per process: a version names one shape)."""
+	key = (frappe.local.site, topic, doctype, version)
+	if key not in _schema_texts:
+		_schema_texts[key] = _recorded_schema(topic, doctype, version)
+	return _schema_texts[key]
+
+
+def _recorded_schema(topic: str, doctype: str, version: str | None) -> str:
 	stored = frappe.db.get_value(
 		"Spine Payload Schema",
 		{"topic": topic, "document_type": doctype, "version": version, "direction": "Published"},
@@ -111,6 +126,7 @@ def as_records(rows: list, bases: list[OutRecord]) -> tuple[list[OutRecord | Non
 	out: list[OutRecord | None] = []
 	held: dict[int, str] = {}
 	held_keys: dict[str, int] = {}
+	client = _NO_CLIENT
 	for i, (row, base) in enumerate(zip(rows, bases, strict=True)):
 		if row.kafka_key in held_keys:
 			out.append(None)
@@ -121,8 +137,10 @@ def as_records(rows: list, bases: list[OutRecord]) -> tuple[list[OutRecord | Non
 		if not wanted(row):
 			out.append(base)
 			continue
+		if client is _NO_CLIENT:  # the site's settings read once per pass, not per row
+			client = broker.registry()
 		try:
-			out.append(record(row, base))
+			out.append(record(row, base, client))
 		except Held as e:
 			out.append(None)
 			held[i] = str(e)

@@ -13,7 +13,7 @@ from spine.registry import framing
 from spine.registry.client import RegistryClient
 from spine.registry.decode import SPINE_HEADER
 from spine.registry.schemas import for_registry
-from spine.schema import first_error
+from spine.schema import first_error, validator
 
 
 class PayloadMismatch(ValueError):
@@ -34,8 +34,8 @@ def framed(
 ) -> tuple[bytes, list[tuple[str, bytes]]]:
 	"""(value, extra headers) of ``body`` framed for ``subject``. Raises ``PayloadMismatch``, or the
 	registry's ``Refused`` / ``Unavailable``."""
-	if problem := first_error(body["Payload"], json.loads(schema_text)):
-		raise PayloadMismatch(problem)
+	if not validator(schema_text).is_valid(body["Payload"]):
+		raise PayloadMismatch(first_error(body["Payload"], json.loads(schema_text)))
 	if compatibility:
 		client.set_compatibility(subject, compatibility)
 	schema_id = client.register(subject, schema_text)

@@ -71,6 +71,9 @@ class Apicurio:
 
 	def __init__(self) -> None:
 		self.port = free_port()
+		# Quarkus serves health and metrics on a management port, 9000 unless told: one of its own, so two
+		# registries (a test run beside a benchmark) can run at once
+		self.management_port = free_port()
 		self.url = f"http://127.0.0.1:{self.port}/apis/ccompat/v7"
 		self.process: subprocess.Popen | None = None
 		self.log = Path(tempfile.mkstemp(prefix="spine-apicurio-", suffix=".log")[1])
@@ -79,6 +82,7 @@ class Apicurio:
 		app = ensure_app()
 		self.process = subprocess.Popen(
 			[java21(), "-Xmx384m", f"-Dquarkus.http.port={self.port}", "-Dquarkus.http.host=127.0.0.1",
+				f"-Dquarkus.management.port={self.management_port}", "-Dquarkus.management.host=127.0.0.1",
 				"-jar", str(app / "quarkus-run.jar")],
 			cwd=app, stdout=open(self.log, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
 		)  # fmt: skip
