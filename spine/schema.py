@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,13 +185,89 @@ def _table_schema(f: Mapping[str, Any], chosen: tuple[str, ...] | None) -> dict[
 	}
 
 
+# Keywords whose outcome, for a value of a given JSON type, does not depend on the value itself
+# (``format`` is an annotation: no format checker is used). Any other keyword makes ``fits`` compare values.
+_TYPE_ONLY = {"type", "format", "title", "description", "$schema", "$id", "default", "examples", "$comment"}
+_STRUCTURE = {"properties", "required", "additionalProperties", "patternProperties", "items"}
+_fitted: dict[str, dict[Any, bool]] = {}
+
+
+def fits(payload: Any, schema_text: str) -> bool:
+	"""Whether ``payload`` is valid against the JSON Schema ``schema_text`` — ``jsonschema``'s answer,
+	remembered per *shape*: the keys, the JSON type of every value, and the value itself wherever a
+	keyword depends on it (``enum``, ``const``, ``pattern``, bounds...). Two payloads of one shape get
+	the same answer from jsonschema, so a stream of documents of one DocType is validated once per
+	shape instead of once per message."""
+	schema = _parsed(schema_text)
+	try:
+		shape = _shape_of(payload, schema)
+	except _Unsupported:
+		return validator(schema_text).is_valid(payload)
+	known = _fitted.setdefault(schema_text, {})
+	if shape not in known:
+		if len(known) > 4096:
+			known.clear()
+		known[shape] = validator(schema_text).is_valid(payload)
+	return known[shape]
+
+
+class _Unsupported(Exception):
+	"""A schema ``fits`` does not take apart (``$ref``, ``oneOf``...): validate every payload."""
+
+
+@functools.lru_cache(maxsize=256)
+def _parsed(schema_text: str) -> Any:
+	return json.loads(schema_text)
+
+
+def _shape_of(value: Any, node: Any) -> Any:
+	if isinstance(node, tuple):  # a key additionalProperties refuses: invalid whatever its value
+		return "refused"
+	if node is True or node == {}:
+		return "any"
+	if not isinstance(node, dict):
+		raise _Unsupported
+	keywords = {k for k in node if not k.startswith("x-")}
+	if keywords - _TYPE_ONLY - _STRUCTURE:
+		if not {"enum", "const"} >= (keywords - _TYPE_ONLY - _STRUCTURE):
+			raise _Unsupported
+		return ("value", json.dumps(value, sort_keys=True, default=str))
+	if isinstance(value, dict) and keywords & {
+		"properties",
+		"required",
+		"additionalProperties",
+		"patternProperties",
+	}:
+		properties = node.get("properties") or {}
+		return tuple(
+			sorted(
+				(key, _shape_of(item, _schema_of_key(key, node, properties))) for key, item in value.items()
+			)
+		)
+	if isinstance(value, list) and "items" in node:
+		return tuple(_shape_of(item, node["items"]) for item in value)
+	if isinstance(value, float):
+		return ("float", value.is_integer())  # JSON Schema's integer takes 1.0, not 1.5
+	return type(value).__name__
+
+
+def _schema_of_key(key: str, node: dict[str, Any], properties: dict[str, Any]) -> Any:
+	if key in properties:
+		return properties[key]
+	for pattern, sub in (node.get("patternProperties") or {}).items():
+		if re.search(pattern, key):
+			return sub
+	extra = node.get("additionalProperties", True)
+	return ("extra", extra) if extra is False else extra
+
+
 def first_error(payload: Any, schema: Mapping[str, Any], path: str = "Payload") -> str | None:
 	"""The first way ``payload`` breaks ``schema`` (any JSON Schema, checked by ``jsonschema``; the one
 	validator of Spine's schema gate and of registry schemas), said for an operator, or None."""
-	check = validator(json.dumps(schema, sort_keys=True))
-	if check.is_valid(payload):  # the usual case, without collecting errors
+	text = json.dumps(schema, sort_keys=True)
+	if fits(payload, text):  # the usual case, without collecting errors
 		return None
-	error = jsonschema.exceptions.best_match(check.iter_errors(payload))
+	error = jsonschema.exceptions.best_match(validator(text).iter_errors(payload))
 	if error is None:
 		return None
 	where = path + "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)

@@ -13,7 +13,7 @@ from spine.registry import framing
 from spine.registry.client import RegistryClient
 from spine.registry.decode import SPINE_HEADER
 from spine.registry.schemas import for_registry
-from spine.schema import first_error, validator
+from spine.schema import first_error, fits
 
 
 class PayloadMismatch(ValueError):
@@ -34,7 +34,7 @@ def framed(
 ) -> tuple[bytes, list[tuple[str, bytes]]]:
 	"""(value, extra headers) of ``body`` framed for ``subject``. Raises ``PayloadMismatch``, or the
 	registry's ``Refused`` / ``Unavailable``."""
-	if not validator(schema_text).is_valid(body["Payload"]):
+	if not fits(body["Payload"], schema_text):
 		raise PayloadMismatch(first_error(body["Payload"], json.loads(schema_text)))
 	if compatibility:
 		client.set_compatibility(subject, compatibility)

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.soak import check, report, schedule
@@ -150,9 +151,15 @@ def soak(seed: int, minutes: float, nodes: int = 1, out: str | None = None) -> d
 	print(f"schedule: {plan.counts()}", flush=True)
 	journal, spared = Journal(), set()
 	contexts = Contexts(sites, sites_path, spared)
+	_undo_a_killed_run(contexts, sites, sites_path)
 	cluster = KraftCluster(nodes, heap_mb=512 if nodes > 1 else None).start()
 	redis = OwnRedis()
 	saved = {tag: contexts.run(tag, _saved_state) for tag in sites}
+	saved_queue = contexts.run("a", lambda: __import__("frappe").get_conf().get("redis_queue"))
+	# written before anything is changed, removed once restored: a soak killed midway (SIGKILL, a session
+	# that ended) is undone by the next one, which finds this file
+	leftover = Path(sites_path) / LEFTOVER
+	leftover.write_text(json.dumps({"run": run_id, "saved": saved, "redis_queue": saved_queue}, default=str))
 	processes: Processes | None = None
 	threads: list = []
 	started = None
@@ -271,6 +278,7 @@ def soak(seed: int, minutes: float, nodes: int = 1, out: str | None = None) -> d
 		for tag in sites:
 			with contextlib.suppress(Exception):
 				contexts.run(tag, lambda tag=tag: _restore(saved[tag], run_id))
+		leftover.unlink(missing_ok=True)
 		contexts.close()
 		redis.stop()
 		cluster.stop()
@@ -310,6 +318,23 @@ def _now():
 	from frappe.utils import now_datetime
 
 	return now_datetime()
+
+
+LEFTOVER = ".spine-soak-restore.json"
+
+
+def _undo_a_killed_run(contexts, sites: dict[str, str], sites_path: str) -> None:
+	"""What a soak that was killed midway left (its config rows, sync rules, kafka blocks, the bench's
+	``redis_queue``) put back as it was before that run, from the file it wrote at its start."""
+	leftover = Path(sites_path) / LEFTOVER
+	if not leftover.exists():
+		return
+	state = json.loads(leftover.read_text())
+	print(f"  undoing what the killed run {state['run']} left on the sites (from {leftover})", flush=True)
+	for tag in sites:
+		contexts.run(tag, lambda tag=tag: _restore(state["saved"][tag], state["run"]))
+	contexts.run("a", lambda: _queue_redis(state["redis_queue"]))
+	leftover.unlink()
 
 
 def _queue_redis(url: str | None) -> str | None:
