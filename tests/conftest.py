@@ -149,3 +149,15 @@ def frappe_site():
 		yield SITE
 	finally:
 		frappe.destroy()
+
+
+@pytest.fixture(scope="module")
+def registry():
+	"""Apicurio Registry 3.3.3 (Maven Central, in-memory storage) on free ports for one test module."""
+	from tests.ecosystem.apicurio import Apicurio
+
+	running = Apicurio().start()
+	try:
+		yield running
+	finally:
+		running.stop()

@@ -27,17 +27,6 @@ DEMO = "spine.demo"
 
 
 @pytest.fixture(scope="module")
-def registry():
-	from tests.ecosystem.apicurio import Apicurio
-
-	running = Apicurio().start()
-	try:
-		yield running
-	finally:
-		running.stop()
-
-
-@pytest.fixture(scope="module")
 def registry_doctype(frappe_site):
 	"""A DocType of two fields, made anew for this module (its shape is changed by a test)."""
 	import frappe

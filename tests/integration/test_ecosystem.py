@@ -28,17 +28,6 @@ FIELDS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def registry():
-	from tests.ecosystem.apicurio import Apicurio
-
-	running = Apicurio().start()
-	try:
-		yield running
-	finally:
-		running.stop()
-
-
 def _topic(kafka_bootstrap: str, prefix: str) -> str:
 	from tests.conftest import create_topic
 

@@ -296,12 +296,27 @@ def routes_of(rows: list[dict]) -> dict[str, list]:
 
 def set_producer_routes(chaos: Chaos, tag: str, note_topic: str | None, extra: str | None) -> None:
 	"""Save the site's Spine Producer Config and write down the version it made and its routes."""
-	import frappe
 	from frappe.utils import now_datetime
+
+	rows = producer_rows(chaos.topics, tag, note_topic, extra)
+	chaos.journal.add(
+		ConfigSave(
+			tag,
+			"Spine Producer Config",
+			now_datetime(),
+			str(save_producer_rows(rows)),
+			routes_of(rows),
+			note_topic or "",
+		)  # fmt: skip
+	)
+
+
+def save_producer_rows(rows: list[dict]) -> Any:
+	"""Save ``rows`` as the site's Spine Producer Config (enabled), commit; the version that made."""
+	import frappe
 
 	from tests.soak.traffic import producer_version
 
-	rows = producer_rows(chaos.topics, tag, note_topic, extra)
 	doc = frappe.get_single("Spine Producer Config")
 	doc.enabled = 1
 	doc.set("configs", rows)
@@ -309,11 +324,7 @@ def set_producer_routes(chaos: Chaos, tag: str, note_topic: str | None, extra: s
 	frappe.db.commit()
 	version = producer_version()
 	frappe.db.rollback()
-	chaos.journal.add(
-		ConfigSave(
-			tag, "Spine Producer Config", now_datetime(), str(version), routes_of(rows), note_topic or ""
-		)
-	)
+	return version
 
 
 def consumer_rows(chaos_topics: dict[str, Any], tag: str, decoys: list[str]) -> list[dict]:

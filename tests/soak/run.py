@@ -22,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from tests.soak import check, report, schedule
-from tests.soak.faults import Chaos, Killer, Processes, consumer_rows, producer_rows, routes_of
+from tests.soak.faults import (
+	Chaos,
+	Killer,
+	Processes,
+	consumer_rows,
+	producer_rows,
+	routes_of,
+	save_producer_rows,
+)
 from tests.soak.journal import ConfigSave, Journal
-from tests.soak.traffic import INVOICE, MASTER, Requester, Traffic, producer_version
+from tests.soak.traffic import INVOICE, MASTER, Requester, Traffic
 
 DRAIN_SECONDS = 240  # after the traffic stops, everything is published, stored and handled within this
 
@@ -373,12 +381,7 @@ def _configure(tag: str, topics: dict[str, Any], bootstrap: str, run_id: str, jo
 	frappe.local.conf = frappe._dict(frappe.get_site_config())
 	make_doctypes()
 	rows = producer_rows(topics, tag, None, None)
-	doc = frappe.get_single("Spine Producer Config")
-	doc.enabled = 1
-	doc.set("configs", rows)
-	doc.save(ignore_permissions=True)
-	frappe.db.commit()
-	version = producer_version()
+	version = save_producer_rows(rows)
 	journal.add(
 		ConfigSave(tag, "Spine Producer Config", now_datetime(), str(version), routes_of(rows), "start")
 	)
