@@ -195,14 +195,13 @@ _fitted: dict[str, dict[Any, bool]] = {}
 def fits(payload: Any, schema_text: str) -> bool:
 	"""Whether ``payload`` is valid against the JSON Schema ``schema_text`` — ``jsonschema``'s answer,
 	remembered per *shape*: the keys, the JSON type of every value, and the value itself wherever a
-	keyword depends on it (``enum``, ``const``, ``pattern``, bounds...). Two payloads of one shape get
-	the same answer from jsonschema, so a stream of documents of one DocType is validated once per
-	shape instead of once per message."""
-	schema = _parsed(schema_text)
-	try:
-		shape = _shape_of(payload, schema)
-	except _Unsupported:
+	keyword depends on it (``enum``, ``const``). Two payloads of one shape get the same answer from
+	jsonschema, so a stream of documents of one DocType is validated once per shape instead of once per
+	message; a schema with any other keyword (``pattern``, bounds, ``$ref``...) validates every payload."""
+	plan = _plan_of(schema_text)
+	if plan is None:
 		return validator(schema_text).is_valid(payload)
+	shape = _shape(payload, plan)
 	known = _fitted.setdefault(schema_text, {})
 	if shape not in known:
 		if len(known) > 4096:
@@ -212,53 +211,68 @@ def fits(payload: Any, schema_text: str) -> bool:
 
 
 class _Unsupported(Exception):
-	"""A schema ``fits`` does not take apart (``$ref``, ``oneOf``...): validate every payload."""
+	"""A schema ``fits`` does not take apart: validate every payload."""
 
 
+# A plan says, per schema node, what of a value decides jsonschema's answer:
+# ("any",) nothing; ("refused",) a key additionalProperties refuses; ("value",) the value itself;
+# ("object", properties, patterns, extra) / ("array", items) the parts of a dict / list, else its type;
+# ("type",) its JSON type.
 @functools.lru_cache(maxsize=256)
-def _parsed(schema_text: str) -> Any:
-	return json.loads(schema_text)
+def _plan_of(schema_text: str) -> tuple | None:
+	try:
+		return _plan(json.loads(schema_text))
+	except _Unsupported:
+		return None
 
 
-def _shape_of(value: Any, node: Any) -> Any:
-	if isinstance(node, tuple):  # a key additionalProperties refuses: invalid whatever its value
-		return "refused"
+def _plan(node: Any) -> tuple:
 	if node is True or node == {}:
-		return "any"
+		return ("any",)
 	if not isinstance(node, dict):
 		raise _Unsupported
-	keywords = {k for k in node if not k.startswith("x-")}
-	if keywords - _TYPE_ONLY - _STRUCTURE:
-		if not {"enum", "const"} >= (keywords - _TYPE_ONLY - _STRUCTURE):
+	others = {k for k in node if not k.startswith("x-")} - _TYPE_ONLY - _STRUCTURE
+	if others:
+		if not others <= {"enum", "const"}:
 			raise _Unsupported
-		return ("value", json.dumps(value, sort_keys=True, default=str))
-	if isinstance(value, dict) and keywords & {
-		"properties",
-		"required",
-		"additionalProperties",
-		"patternProperties",
-	}:
-		properties = node.get("properties") or {}
-		return tuple(
-			sorted(
-				(key, _shape_of(item, _schema_of_key(key, node, properties))) for key, item in value.items()
-			)
+		return ("value",)
+	if {"properties", "required", "additionalProperties", "patternProperties"} & node.keys():
+		extra = node.get("additionalProperties", True)
+		return (
+			"object",
+			{k: _plan(v) for k, v in (node.get("properties") or {}).items()},
+			[(re.compile(k), _plan(v)) for k, v in (node.get("patternProperties") or {}).items()],
+			("refused",) if extra is False else _plan(extra),
 		)
-	if isinstance(value, list) and "items" in node:
-		return tuple(_shape_of(item, node["items"]) for item in value)
+	if "items" in node:
+		return ("array", _plan(node["items"]))
+	return ("type",)
+
+
+def _shape(value: Any, plan: tuple) -> Any:
+	kind = plan[0]
+	if kind == "any" or kind == "refused":
+		return kind
+	if kind == "value":
+		return json.dumps(value, sort_keys=True, default=str)
+	if kind == "object" and isinstance(value, dict):
+		properties, patterns, extra = plan[1], plan[2], plan[3]
+		return tuple(
+			sorted((key, _shape(item, properties.get(key) or _by_pattern(key, patterns, extra)))
+				for key, item in value.items())
+		)  # fmt: skip
+	if kind == "array" and isinstance(value, list):
+		return tuple(_shape(item, plan[1]) for item in value)
 	if isinstance(value, float):
 		return ("float", value.is_integer())  # JSON Schema's integer takes 1.0, not 1.5
 	return type(value).__name__
 
 
-def _schema_of_key(key: str, node: dict[str, Any], properties: dict[str, Any]) -> Any:
-	if key in properties:
-		return properties[key]
-	for pattern, sub in (node.get("patternProperties") or {}).items():
-		if re.search(pattern, key):
-			return sub
-	extra = node.get("additionalProperties", True)
-	return ("extra", extra) if extra is False else extra
+def _by_pattern(key: str, patterns: list, extra: tuple) -> tuple:
+	for pattern, plan in patterns:
+		if pattern.search(key):
+			return plan
+	return extra
 
 
 def first_error(payload: Any, schema: Mapping[str, Any], path: str = "Payload") -> str | None:
