@@ -63,15 +63,14 @@ def test_spine_dev_shows_a_todo_flow_and_ctrl_c_leaves_no_process(bare_site):
 		)  # fmt: skip
 		assert saved.returncode == 0, saved.stderr[-2000:]
 		name = json.loads(saved.stdout.strip().splitlines()[-1])["name"]
-		for step in ("published  ToDo", "stored     ToDo", "handled    ToDo"):
+		steps = ("published  ToDo", "stored     ToDo", "handled    ToDo")
+		for step in steps:
 			wait_for(
 				lambda step=step: f"{step} {name}" in dev.output(), 60, what=lambda: dev.output()[-3000:]
 			)
 		assert "ms after the save" in dev.output()
 		time.sleep(2)  # a second message of the same insert would be shown by now
-		shown = {
-			step: dev.output().count(f"{step} {name}") for step in ("published", "stored   ", "handled  ")
-		}
+		shown = {step: dev.output().count(f"{step} {name}") for step in steps}
 		assert set(shown.values()) == {1}, f"one insert, one line of each as the README shows: {shown}"
 	finally:
 		dev.signal(signal.SIGINT)  # what Ctrl-C does: SIGINT to the terminal's process group
