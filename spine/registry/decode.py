@@ -94,6 +94,8 @@ def envelope_body(
 
 def _payload(kind: str, text: str, data: bytes, schema_id: int) -> tuple[Any, str | None]:
 	"""(decoded payload, the schema's title or record name)."""
+	if kind not in ("JSON", "AVRO"):  # a Protobuf schema's text is not JSON: say what it is
+		raise MalformedMessage(f"schema {schema_id} is {kind}; Spine reads JSON Schema and Avro messages")
 	try:
 		schema = json.loads(text)
 	except ValueError:
@@ -113,7 +115,6 @@ def _payload(kind: str, text: str, data: bytes, schema_id: int) -> tuple[Any, st
 			raise MalformedMessage(f"the payload does not decode with Avro schema {schema_id}: {e}") from None
 		name = schema.get("name") if isinstance(schema, dict) else None
 		return envelope.to_json_compatible(record), name.rsplit(".", 1)[-1] if name else None
-	raise MalformedMessage(f"schema {schema_id} is {kind}; Spine reads JSON Schema and Avro messages")
 
 
 def _name(payload: Mapping[str, Any]) -> str | None:
