@@ -158,6 +158,9 @@ def soak(seed: int, minutes: float, nodes: int = 1, out: str | None = None) -> d
 	)
 	print(f"schedule: {plan.counts()}", flush=True)
 	journal, spared = Journal(), set()
+	# the bench's queue before any site connects: a killed run's own Redis is gone, and a connection
+	# made to it would stay (Frappe keeps one per process)
+	_undo_the_queue_of_a_killed_run(sites_path)
 	contexts = Contexts(sites, sites_path, spared)
 	_undo_a_killed_run(contexts, sites, sites_path)
 	cluster = KraftCluster(nodes, heap_mb=512 if nodes > 1 else None).start()
@@ -341,8 +344,18 @@ def _undo_a_killed_run(contexts, sites: dict[str, str], sites_path: str) -> None
 	print(f"  undoing what the killed run {state['run']} left on the sites (from {leftover})", flush=True)
 	for tag in sites:
 		contexts.run(tag, lambda tag=tag: _restore(state["saved"][tag], state["run"]))
-	contexts.run("a", lambda: _queue_redis(state["redis_queue"]))
 	leftover.unlink()
+
+
+def _undo_the_queue_of_a_killed_run(sites_path: str) -> None:
+	"""The bench's ``redis_queue`` as it was before a soak that was killed midway (see ``LEFTOVER``)."""
+	from frappe.installer import update_site_config
+
+	leftover = Path(sites_path) / LEFTOVER
+	if leftover.exists():
+		url = json.loads(leftover.read_text())["redis_queue"]
+		path = os.path.join(sites_path, "common_site_config.json")
+		update_site_config("redis_queue", url, site_config_path=path)
 
 
 def _queue_redis(url: str | None) -> str | None:
