@@ -223,6 +223,23 @@ def topic_ids(admin_conf: dict[str, Any], topics: Iterable[str], timeout: float 
 	return found
 
 
+def group_topics(admin_conf: dict[str, Any], group: str, timeout: float = 5) -> set[str] | None:
+	"""The topics of which some member of consumer ``group`` has a partition assigned, as the group's
+	coordinator says (DescribeGroups); None when it does not answer (never raises)."""
+	client = AdminClient(admin_conf)
+	try:
+		future = client.describe_consumer_groups([group], request_timeout=timeout)[group]
+		described = future.result(timeout + 1)
+	except Exception:
+		return None
+	return {
+		tp.topic
+		for member in described.members
+		if member.assignment is not None
+		for tp in member.assignment.topic_partitions
+	}
+
+
 def partition_health(client: Any, topic: str, partition: int | None = None, timeout: float = 2) -> str:
 	"""What the cluster's metadata says is wrong with ``topic``'s partitions (``partition`` only, if
 	given): ``"T[2] has no leader"``, ``"T[1] has 2 of 3 replicas in sync"``; ``""`` when nothing is

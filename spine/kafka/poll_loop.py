@@ -18,6 +18,7 @@ The loop is thin; each rule has a part of its own:
 | ``audit.Audit`` | what vanished and must be read again; settling and committing on a schedule |
 | ``commits.Commits`` | how far offsets are committed (never past the stored position, ``stored``) |
 | ``idle_rest.IdleRest`` | when to rest (only on a broker that answers empty fetches at once) |
+| ``late_topics.LateTopics`` | when the group never assigned a subscribed topic that now exists |
 """
 
 from __future__ import annotations
@@ -61,7 +62,8 @@ class Dispatcher:
 	``handover`` may raise: the batch is then offered again. What a poll returns is handed
 	over at once while the hand-over is idle; while it is busy, polls are joined into one batch (up
 	to ``batch_size`` messages or ``hold_seconds``). With ``admin_conf``, each assigned topic's id is
-	looked up, so a stored position still applies after the group's committed offsets expired. The
+	looked up, so a stored position still applies after the group's committed offsets expired, and a
+	subscribed topic that exists but that the group never assigned makes it join again. The
 	first SIGTERM/SIGINT/SIGQUIT finishes the current batch, commits what is stored and leaves the
 	group; a second one exits at once. ``should_stop`` (asked every cycle) stops it the same way.
 	"""
@@ -108,15 +110,20 @@ class Dispatcher:
 		self.audit = Audit(name, offsets, handover, self.outstanding, self.commits, audit_seconds,
 			on_read_again=lambda tp: self.holding.drop([tp]))  # fmt: skip
 		self.idle = IdleRest(name, idle_pause, refresh_seconds, doorbell, self.audit, self.audit.due)
-		lookup = None
+		lookup = late = None
 		if admin_conf:
-			from spine.kafka.admin import topic_ids
+			from spine.kafka.admin import group_topics, topic_ids
+			from spine.kafka.late_topics import LateTopics
 
 			lookup = lambda topics: topic_ids(admin_conf, topics)  # noqa: E731
+			group = self.conf["group.id"]
+			late = LateTopics(
+				lambda topics: set(topic_ids(admin_conf, topics)), lambda: group_topics(admin_conf, group)
+			)
 		self.subscription = Subscription(
 			name, topics, offsets, self.outstanding, self.commits, self.holding, self.idle, self.audit,
 			handover.forget, cooperative="cooperative" in str(self.conf.get("partition.assignment.strategy", "")),
-			doorbell=doorbell, topic_ids=lookup,
+			doorbell=doorbell, topic_ids=lookup, late=late,
 		)  # fmt: skip
 
 	@property

@@ -20,6 +20,7 @@ from spine.kafka.commits import Commits
 from spine.kafka.doorbell import Waiter
 from spine.kafka.holding import Holding
 from spine.kafka.idle_rest import IdleRest
+from spine.kafka.late_topics import LateTopics
 from spine.kafka.outstanding import Outstanding
 from spine.kafka.stored import TP, StoredOffsets
 
@@ -44,6 +45,7 @@ class Subscription:
 		cooperative: bool = False,
 		doorbell: Waiter | None = None,
 		topic_ids: Callable[[Sequence[str]], dict[str, str]] | None = None,
+		late: LateTopics | None = None,
 	):
 		self.name = name
 		self.topics = topics
@@ -57,6 +59,7 @@ class Subscription:
 		self.cooperative = cooperative
 		self.doorbell = doorbell
 		self.lookup_ids = topic_ids
+		self.late = late
 		self.subscribed: list[str] = []
 		self.ids: dict[str, str] = {}  # ids of the assigned topics, as the broker named them at assignment
 
@@ -70,10 +73,14 @@ class Subscription:
 			)
 			return
 		if wanted == self.subscribed:
+			self._rejoin_for_late_topics(consumer)
 			return
 		if wanted:
 			consumer.subscribe(wanted, on_revoke=self.on_revoke, on_assign=self.on_assign)
 			log.info("%s: following topics %s", self.name, ", ".join(wanted))
+			if self.late:
+				self.late.keep_only(wanted)
+				self.late.watch(set(wanted) - set(self.subscribed))
 		else:
 			self.leave(consumer, [(tp.topic, tp.partition) for tp in consumer.assignment()])
 			consumer.unsubscribe()
@@ -82,12 +89,24 @@ class Subscription:
 		if self.doorbell:
 			self.doorbell.topics = frozenset(wanted)
 
+	def _rejoin_for_late_topics(self, consumer: Consumer) -> None:
+		late = self.late.due() if self.late and self.subscribed else []
+		if late:
+			log.warning(
+				"%s: topic(s) %s exist, but no member of the group has been assigned any of their "
+				"partitions for %gs or more; joining the group again so they are assigned",
+				self.name, ", ".join(late), self.late.every,
+			)  # fmt: skip
+			consumer.subscribe(self.subscribed, on_revoke=self.on_revoke, on_assign=self.on_assign)
+
 	def begin_ids(self, tps: Sequence[TP]) -> dict[TP, str]:
 		"""The topic ids to record with the starts of ``tps``."""
 		return {tp: self.ids[tp[0]] for tp in tps if tp[0] in self.ids}
 
 	def on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
 		tps = [(p.topic, p.partition) for p in partitions]
+		if self.late:
+			self.late.assigned({t for t, _ in tps})
 		self.holding.drop(tps)
 		self.idle.forget(tps)
 		if self.lookup_ids:

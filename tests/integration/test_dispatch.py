@@ -528,3 +528,39 @@ def test_a_position_stored_from_a_topic_made_again_is_replaced(kafka_bootstrap, 
 	run_until(d, lambda: len(seen) >= 2)
 	assert [r["value"] for r in seen] == ["first", "second"]
 	stored_once(conn, topic, 2)
+
+
+@pytest.mark.skipif(
+	KIND == "noida", reason="the local development broker keeps no topic ids and describes no groups"
+)
+def test_a_topic_made_after_the_subscription_is_assigned_though_the_group_leader_never_noticed_it(
+	kafka_bootstrap, redis_url
+):
+	"""The soak (seed 8) saw a site follow a topic that did not exist yet, and, once it was made, the
+	group assign none of its partitions for minutes. A metadata refresh interval of an hour stands in
+	for the leader that never noticed: without the late-topic check nothing of the topic is handed over
+	(librdkafka rebalances for a new topic only at its leader's next metadata refresh)."""
+	from confluent_kafka.admin import AdminClient, NewTopic
+
+	existing = create_topic(kafka_bootstrap, 1)
+	late = f"spine-test-late-{uuid.uuid4().hex[:10]}"
+	group = f"g-{late}"
+	conf = {**consumer_conf(kafka_bootstrap, group), "topic.metadata.refresh.interval.ms": 3_600_000}
+	records: list = []
+	d = Dispatcher(conf, lambda: [existing, late], Direct(group=group, seen=records), RedisPositions(group),
+		poll_timeout=0.2, refresh_seconds=0.5, admin_conf={"bootstrap.servers": kafka_bootstrap})  # fmt: skip
+	t = threading.Thread(target=d.run, daemon=True)
+	t.start()
+	try:
+		produce(kafka_bootstrap, existing, [b'{"t": "existing"}'])
+		wait_for(lambda: existing in _Topics(records))
+		admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+		for future in admin.create_topics([NewTopic(late, 2)], operation_timeout=10).values():
+			future.result(15)
+		produce(kafka_bootstrap, late, [b'{"t": "late"}'])
+		wait_for(lambda: late in _Topics(records), timeout=60)
+		assert [r["topic"] for r in records].count(late) == 1
+	finally:
+		d.stop()
+		t.join(20)
+	assert not t.is_alive()
