@@ -545,7 +545,9 @@ def test_a_topic_made_after_the_subscription_is_assigned_though_the_group_leader
 	existing = create_topic(kafka_bootstrap, 1)
 	late = f"spine-test-late-{uuid.uuid4().hex[:10]}"
 	group = f"g-{late}"
-	conf = {**consumer_conf(kafka_bootstrap, group), "topic.metadata.refresh.interval.ms": 3_600_000}
+	# a static member, as the site's dispatchers are: a rejoin must rebalance all the same
+	conf = {**consumer_conf(kafka_bootstrap, group), "topic.metadata.refresh.interval.ms": 3_600_000,
+		"group.instance.id": f"{group}-0"}  # fmt: skip
 	records: list = []
 	d = Dispatcher(conf, lambda: [existing, late], Direct(group=group, seen=records), RedisPositions(group),
 		poll_timeout=0.2, refresh_seconds=0.5, admin_conf={"bootstrap.servers": kafka_bootstrap})  # fmt: skip
