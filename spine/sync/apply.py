@@ -20,7 +20,7 @@ import frappe
 from spine import message_log
 from spine.errors import SpineError
 from spine.schema import TABLES
-from spine.sync import document_map, mapping
+from spine.sync import compare, document_map, mapping
 from spine.sync.outcomes import SyncFailed, SyncSkipped, SyncWaiting
 from spine.sync.rules import split
 
@@ -67,23 +67,26 @@ def apply(
 	except SpineError:
 		raise
 	except frappe.ValidationError as e:
+		if isinstance(e, frappe.UniqueValidationError) and (held := _held_by_a_synced_document(plan)):
+			raise SyncWaiting(f"{plan.local_doctype}:{held[0]}", held[1]) from None
 		raise SyncFailed(
 			f"{plan.local_doctype} {plan.local_name or '(new)'} was refused: {frappe.utils.strip_html(str(e))}. "
 			f"Mapped values: {json.dumps(plan.values, default=str)[:1500]}"
 		) from None
+	# woken too: messages waiting because a document held a unique value that is freed now
+	names = {plan.local_name}
 	if plan.action == "delete":
 		document_map.forget(plan.origin, plan.local_doctype, plan.remote_name)
-	elif plan.action == "drop":
-		pass  # the document is here under its new name already, with its own entry
-	else:
+	elif plan.action != "drop":  # a drop: the document is here under its new name, with its own entry
 		remote = plan.new_name or plan.remote_name
 		document_map.remember(plan.origin, plan.local_doctype, remote, local,
 			(message.get("Payload") or {}).get("modified"), message_id, rule.get("name"), plan.map_entry)  # fmt: skip
-		keys = {f"{plan.local_doctype}:{n}" for n in (remote, local) if n}
-		if woken is None:
-			wake(keys)
-		else:
-			woken.update(keys)
+		names |= {remote, local}
+	keys = {f"{plan.local_doctype}:{n}" for n in names if n}
+	if woken is None:
+		wake(keys)
+	else:
+		woken.update(keys)
 	if plan.renamed_from:
 		document_map.remember_rename(plan.origin, plan.local_doctype, plan.renamed_from,
 			plan.new_name or plan.remote_name, (message.get("Header") or {}).get("Timestamp"), message_id,
@@ -163,7 +166,7 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 		action = "submit"
 	plan = Plan(action, values=values, tables=tables, ignore_links=ignore_flag, **base)
 	if local:
-		current = _current(meta, local, plan.tables)
+		current = compare.current(meta, local, plan.tables)
 		if current.docstatus == 1:  # submitted here: only what may change after submit
 			plan.values = {
 				k: v for k, v in values.items() if (df := meta.get_field(k)) and df.allow_on_submit
@@ -173,10 +176,10 @@ def make_plan(message: dict[str, Any], rule: dict[str, Any]) -> Plan:
 		elif current.docstatus == 2:
 			raise SyncSkipped(f"{local_doctype} {local} is cancelled here; changes no longer apply")
 		plan.changes = [
-			(k, current.get(k), v) for k, v in plan.values.items() if not _same(current.get(k), v)
+			(k, current.get(k), v) for k, v in plan.values.items() if not compare.same(current.get(k), v)
 		]
 		plan.changes += [(t, f"{len(current.get(t) or [])} rows", f"{len(rows)} rows")
-			for t, rows in plan.tables.items() if not _same_rows(current.get(t) or [], rows)]  # fmt: skip
+			for t, rows in plan.tables.items() if not compare.same_rows(current.get(t) or [], rows)]  # fmt: skip
 		if plan.action == "update" and not plan.changes:
 			plan.action = "unchanged"  # nothing saved: no new version, no modified bump, no hooks
 	else:
@@ -200,7 +203,7 @@ def preview(rule: dict[str, Any], message_log: int) -> dict[str, Any]:
 		"action": plan.action,
 		"local_doctype": plan.local_doctype,
 		"local_name": plan.local_name,
-		"changes": [[k, _shown(old), _shown(new)] for k, old, new in plan.changes],
+		"changes": [[k, compare.shown(old), compare.shown(new)] for k, old, new in plan.changes],
 		"tables": {k: len(v) for k, v in plan.tables.items()},
 	}
 
@@ -250,6 +253,29 @@ def _rename_plan(payload, rule, origin: str, remote: str, local_doctype: str, en
 		map_entry=moved.name if moved else None, renamed_from=old)  # fmt: skip
 	plan.changes = [("name", local, new if same_name else local)]
 	return plan
+
+
+def _held_by_a_synced_document(plan: Plan) -> tuple[str, str] | None:
+	"""A new document refused for a unique value: when a document here made from the same origin holds
+	that value, ``(its name, why to wait for it)``, else None. It may be this very document under an
+	earlier name (renamed twice at the source, the second rename travels under another Kafka key than
+	the first and can come first): the first rename, when it arrives, frees the value."""
+	if plan.local_name or plan.action not in ("create", "submit"):
+		return None
+	meta = frappe.get_meta(plan.local_doctype)
+	for df in meta.fields:
+		value = plan.values.get(df.fieldname)
+		if not df.unique or value in (None, ""):
+			continue
+		holder = frappe.db.get_value(plan.local_doctype, {df.fieldname: value}, "name")
+		if holder and document_map.remote_name(plan.origin, plan.local_doctype, holder):
+			return holder, (
+				f"waiting for {plan.local_doctype} {holder}, which holds {df.label or df.fieldname} {value!r} "
+				f"here and came from {plan.origin} too: it may be {plan.remote_name} under an earlier name, "
+				"whose rename has not arrived yet (each rename travels under its new name's Kafka key); "
+				"Failed if it still holds it after the last attempt"
+			)
+	return None
 
 
 def _find_local(
@@ -316,11 +342,11 @@ def _execute(plan: Plan, message: dict[str, Any], rule: dict[str, Any]) -> str:
 def _catch_up(doctype: str, name: str, plan: Plan) -> None:
 	"""After a rename: the document takes the values the rename's message carries (changes made at the
 	source before the rename may have been skipped here, their messages coming after it)."""
-	current = _current(frappe.get_meta(doctype), name, plan.tables)
+	current = compare.current(frappe.get_meta(doctype), name, plan.tables)
 	if current.docstatus != 0:
 		return
-	changed = any(not _same(current.get(k), v) for k, v in plan.values.items()) or any(
-		not _same_rows(current.get(t) or [], rows) for t, rows in plan.tables.items()
+	changed = any(not compare.same(current.get(k), v) for k, v in plan.values.items()) or any(
+		not compare.same_rows(current.get(t) or [], rows) for t, rows in plan.tables.items()
 	)
 	if not changed:
 		return
@@ -358,37 +384,3 @@ def _mark_synced(doctype: str, name: str) -> None:
 def wake(keys: set[str]) -> None:
 	"""Messages waiting for these documents (``DocType:name``) are due now, in this transaction."""
 	message_log.wake(keys)
-
-
-def _current(meta, name: str, tables: dict[str, list]) -> frappe._dict:
-	"""The local document's stored values and the rows of ``tables``, to compare with a message (read
-	directly: loading a whole Document costs more than the rest of applying an unchanged message)."""
-	doc = frappe.db.sql(f"SELECT * FROM `tab{meta.name}` WHERE name = %s", (name,), as_dict=True)[0]
-	for table in tables:
-		doc[table] = frappe.db.sql(
-			f"SELECT * FROM `tab{meta.get_field(table).options}` "
-			"WHERE parent = %s AND parenttype = %s AND parentfield = %s ORDER BY idx",
-			(name, meta.name, table),
-			as_dict=True,
-		)
-	return doc
-
-
-def _same(here: Any, incoming: Any) -> bool:
-	"""Whether a local value already equals the message's (a date here is the same as its text there;
-	an empty value is empty, whatever its type)."""
-	if here in (None, "") and incoming in (None, ""):
-		return True
-	return here == incoming or (here is not None and incoming is not None and str(here) == str(incoming))
-
-
-def _same_rows(current: list, incoming: list[dict[str, Any]]) -> bool:
-	return len(current) == len(incoming) and all(
-		all(_same(row.get(k), v) for k, v in new.items()) for row, new in zip(current, incoming, strict=True)
-	)
-
-
-def _shown(value: Any) -> Any:
-	return (
-		value if isinstance(value, str | int | float | type(None)) else json.dumps(value, default=str)[:200]
-	)

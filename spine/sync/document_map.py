@@ -32,6 +32,16 @@ def local_name(origin: str, doctype: str, remote_name: str) -> str | None:
 	return entry.local_name if entry else None
 
 
+def remote_name(origin: str, doctype: str, local: str) -> str | None:
+	"""The name at ``origin`` of the local document ``local`` (the entry not renamed away), or None."""
+	rows = frappe.db.sql(
+		"SELECT remote_name FROM `tabSpine Document Map` WHERE origin_site = %s AND document_type = %s "
+		"AND local_name = %s AND renamed_to IS NULL LIMIT 1",
+		(origin, doctype, local),
+	)
+	return rows[0][0] if rows else None
+
+
 def remember(origin: str, doctype: str, remote_name: str, local: str, source_modified: str | None,
 		message_id: str | None, rule: str | None, entry: str | None = None) -> None:  # fmt: skip
 	"""Record (or, given its ``entry`` name, move forward) the entry of a remote document after a

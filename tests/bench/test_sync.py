@@ -272,6 +272,59 @@ def test_a_rename_that_overtakes_earlier_messages_ends_as_the_source(both_kafka,
 		courier.close()
 
 
+def test_a_second_rename_that_overtakes_the_first_waits_for_it(both_kafka, configs):
+	"""Renamed twice at the source (M1 → M2 → M3), each rename travels under its new name's Kafka key,
+	so the second can reach the other site first (found by the soak, seed 8: M3 was inserted there
+	while M1 still held its unique code, and Frappe's refusal marked it Failed). It waits for the
+	document that holds the code, and once the first rename is applied it renames M2 to M3."""
+	import frappe
+
+	from spine.consumer import processor
+
+	a, b = both_kafka
+	producer, rule = configs
+	topic = unique("rename-twice")
+	producer(a, {"document_type": MASTER, "topic": topic, "on_insert": 1, "on_update": 1, "after_rename": 1})
+	rule(b, topic=topic, source_doctype=MASTER, on_delete="Delete here")
+	first = unique("M1")
+	second, third = first + "-2", first + "-3"
+	courier = Courier(_bootstrap(), [topic])
+	try:
+		_master(first, price=1)
+		frappe.db.commit()
+		publish()
+		with on_site(b):
+			courier.deliver(expect=1)
+			assert local(MASTER, first)
+		frappe.rename_doc(MASTER, first, second)
+		frappe.db.commit()
+		_hold(first, second)
+		frappe.rename_doc(MASTER, second, third)
+		master = frappe.get_doc(MASTER, third)
+		master.price = 3
+		master.save()
+		frappe.db.commit()
+		publish()  # the second rename and the update after it go out; the first rename is held back
+		with on_site(b):
+			courier.deliver(expect=2)
+			rows = {r.event: r for r in inbound(topic) if r.document_name == third}
+			assert rows["after_rename"].status == "Waiting", rows
+			assert rows["after_rename"].waiting_for == f"{MASTER}:{first}", rows
+			assert local(MASTER, first) and not local(MASTER, third), "nothing applied out of order"
+		_release(first, second)
+		publish()
+		with on_site(b):
+			courier.deliver(expect=1)
+			processor.process(max_seconds=30)  # the woken messages of the second name
+			frappe.db.commit()
+			assert not local(MASTER, first) and not local(MASTER, second)
+			assert local(MASTER, third, "code", "price") == {"code": first, "price": 3}
+			statuses = [(r.event, r.status, r.last_error) for r in inbound(topic)]
+			assert all(status == "Processed" for _, status, _ in statuses), statuses
+	finally:
+		courier.close()
+
+
 def test_an_amended_document_that_overtakes_its_original_waits_for_it(both_kafka, configs):
 	"""The amendment travels under its own name's Kafka key, so it can reach the other site before the
 	original it amends (found by the soak: Frappe refused it, "Could not find Amended From", and it was
