@@ -24,8 +24,10 @@ def test_a_five_minute_soak_keeps_every_guarantee(frappe_site, second_site):
 	out = os.path.join(tempfile.gettempdir(), f"spine-soak-{SEED}.json")
 	home = frappe.local.site
 	frappe.db.commit()
+	# this session's connection is spared the KILLs: the modules after this one use it
+	own = frappe.db.sql("SELECT CONNECTION_ID()")[0][0]
 	try:
-		summary = soak(SEED, 5, out=out)
+		summary = soak(SEED, 5, out=out, spare={own})
 	finally:  # the soak works in contexts of its own; this process's site stays connected
 		frappe.local.site == home or pytest.fail("the soak changed this process's site")
 	problems = "\n".join(f"{p['kind']}: {p['detail']}" for p in summary["problems"][:40])

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -136,8 +136,11 @@ class ChaosThread(threading.Thread):
 			raise AssertionError(f"{self.name} failed:\n{self.error}")
 
 
-def soak(seed: int, minutes: float, nodes: int = 1, out: str | None = None) -> dict[str, Any]:
-	"""Run the soak; returns the report (also written to ``out`` as JSON)."""
+def soak(
+	seed: int, minutes: float, nodes: int = 1, out: str | None = None, spare: Iterable[int] = ()
+) -> dict[str, Any]:
+	"""Run the soak; returns the report (also written to ``out`` as JSON). The database connections
+	``spare`` (ids; the caller's own) are not among those it KILLs."""
 	import frappe
 
 	from tests.apache_kafka.broker import KraftCluster
@@ -157,7 +160,7 @@ def soak(seed: int, minutes: float, nodes: int = 1, out: str | None = None) -> d
 		f"soak {run_id}: seed {seed}, {minutes} min, {nodes} broker(s), sites {sites['a']} and {sites['b']}"
 	)
 	print(f"schedule: {plan.counts()}", flush=True)
-	journal, spared = Journal(), set()
+	journal, spared = Journal(), set(spare)
 	# the bench's queue before any site connects: a killed run's own Redis is gone, and a connection
 	# made to it would stay (Frappe keeps one per process)
 	_undo_the_queue_of_a_killed_run(sites_path)
