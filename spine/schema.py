@@ -190,6 +190,7 @@ def _table_schema(f: Mapping[str, Any], chosen: tuple[str, ...] | None) -> dict[
 _TYPE_ONLY = {"type", "format", "title", "description", "$schema", "$id", "default", "examples", "$comment"}
 _STRUCTURE = {"properties", "required", "additionalProperties", "patternProperties", "items"}
 _fitted: dict[str, dict[Any, bool]] = {}
+_TYPE_PLAN = ("type",)
 
 
 def fits(payload: Any, schema_text: str) -> bool:
@@ -246,26 +247,41 @@ def _plan(node: Any) -> tuple:
 		)
 	if "items" in node:
 		return ("array", _plan(node["items"]))
-	return ("type",)
+	return _TYPE_PLAN
 
 
 def _shape(value: Any, plan: tuple) -> Any:
+	# Keys in the payload's own order: the same keys in another order make another entry with the
+	# same answer. Leaves of type-only nodes (most of a payload's values) are done inline.
 	kind = plan[0]
 	if kind == "any" or kind == "refused":
 		return kind
 	if kind == "value":
-		return json.dumps(value, sort_keys=True, default=str)
+		return _value_key(value)
 	if kind == "object" and isinstance(value, dict):
 		properties, patterns, extra = plan[1], plan[2], plan[3]
-		return tuple(
-			sorted((key, _shape(item, properties.get(key) or _by_pattern(key, patterns, extra)))
-				for key, item in value.items())
-		)  # fmt: skip
+		shape = []
+		for key, item in value.items():
+			p = properties.get(key) or _by_pattern(key, patterns, extra)
+			if p is not _TYPE_PLAN:
+				shape.append((key, _shape(item, p)))
+			elif item.__class__ is float:
+				shape.append((key, ("float", item.is_integer())))  # JSON Schema's integer takes 1.0, not 1.5
+			else:
+				shape.append((key, item.__class__.__name__))
+		return tuple(shape)
 	if kind == "array" and isinstance(value, list):
-		return tuple(_shape(item, plan[1]) for item in value)
-	if isinstance(value, float):
-		return ("float", value.is_integer())  # JSON Schema's integer takes 1.0, not 1.5
-	return type(value).__name__
+		return tuple([_shape(item, plan[1]) for item in value])
+	if value.__class__ is float:
+		return ("float", value.is_integer())
+	return value.__class__.__name__
+
+
+def _value_key(value: Any) -> Any:
+	"""A value whose every bit matters (``enum``, ``const``), as a memo key: its type and itself."""
+	if value is None or value.__class__ in (str, int, float, bool):
+		return (value.__class__.__name__, value)
+	return json.dumps(value, sort_keys=True, default=str)
 
 
 def _by_pattern(key: str, patterns: list, extra: tuple) -> tuple:

@@ -51,13 +51,13 @@ def record(row, base: OutRecord, client=_NO_CLIENT) -> OutRecord:
 			'"Registry JSON Schema", and the kafka block names no "spine.schema.registry.url"; add it (or set '
 			"the row's wire format to Spine JSON): the event goes out then"
 		)
-	body = json.loads(row.message)
 	subject = f"{row.topic}-value"
-	version = body["Header"].get("PayloadSchema")
+	envelope = publish.parts(row.message)
+	version = envelope.header.get("PayloadSchema")
 	schema = _schema(row.topic, row.document_type, version)
 	level = _compatibility(client, subject, row)
 	try:
-		value, extra = publish.framed(body, schema, subject, client, level)
+		value, extra = publish.framed(envelope, schema, subject, client, level)
 	except publish.PayloadMismatch as e:
 		raise Held(
 			f"{REGISTRY_REFUSED}: the payload does not fit the schema registered for it ({e}); a producer "

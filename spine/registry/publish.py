@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from spine.registry import framing
@@ -25,21 +26,48 @@ def registry_schema_text(schema: Mapping[str, Any]) -> str:
 	return json.dumps(for_registry(schema), sort_keys=True, separators=(",", ":"))
 
 
+@dataclass(frozen=True)
+class Parts:
+	"""An envelope's header and payload, each with its JSON text."""
+
+	header: dict[str, Any]
+	header_text: str
+	payload: Any
+	payload_text: str
+
+
+_decoder = json.JSONDecoder()
+_HEADER, _PAYLOAD = '{"Header":', ',"Payload":'
+
+
+def parts(text: str) -> Parts:
+	"""The header and payload of the envelope ``text`` (a Message Log row's message). As Spine writes it
+	(``{"Header":…,"Payload":…``) each text is cut out where the decoder ends its value, not written
+	again; any other layout is parsed and written."""
+	if text.startswith(_HEADER):
+		header, end = _decoder.raw_decode(text, len(_HEADER))
+		if text.startswith(_PAYLOAD, end):
+			start = end + len(_PAYLOAD)
+			payload, stop = _decoder.raw_decode(text, start)
+			return Parts(header, text[len(_HEADER) : end], payload, text[start:stop])
+	body = json.loads(text)
+	return Parts(body["Header"], json.dumps(body["Header"], separators=(",", ":"), ensure_ascii=False),
+		body["Payload"], json.dumps(body["Payload"], separators=(",", ":"), ensure_ascii=False))  # fmt: skip
+
+
 def framed(
-	body: Mapping[str, Any],
+	envelope: Parts,
 	schema_text: str,
 	subject: str,
 	client: RegistryClient,
 	compatibility: str | None = None,
 ) -> tuple[bytes, list[tuple[str, bytes]]]:
-	"""(value, extra headers) of ``body`` framed for ``subject``. Raises ``PayloadMismatch``, or the
-	registry's ``Refused`` / ``Unavailable``."""
-	if not fits(body["Payload"], schema_text):
-		raise PayloadMismatch(first_error(body["Payload"], json.loads(schema_text)))
+	"""(value, extra headers) of ``envelope`` framed for ``subject``: the payload's and the header's own
+	JSON text. Raises ``PayloadMismatch``, or the registry's ``Refused`` / ``Unavailable``."""
+	if not fits(envelope.payload, schema_text):
+		raise PayloadMismatch(first_error(envelope.payload, json.loads(schema_text)))
 	if compatibility:
 		client.set_compatibility(subject, compatibility)
 	schema_id = client.register(subject, schema_text)
-	value = framing.frame(
-		schema_id, json.dumps(body["Payload"], separators=(",", ":"), ensure_ascii=False).encode()
-	)
-	return value, [(SPINE_HEADER, json.dumps(body["Header"], separators=(",", ":")).encode())]
+	value = framing.frame(schema_id, envelope.payload_text.encode())
+	return value, [(SPINE_HEADER, envelope.header_text.encode())]

@@ -63,7 +63,9 @@ def test_a_registry_aware_consumer_reads_a_spine_topic_with_its_stock_deserializ
 	events = [_spine_event(topic, n) for n in range(3)]
 	items = []
 	for env in events:
-		value, extra = publish.framed(env.body, schema, f"{topic}-value", client, "BACKWARD")
+		value, extra = publish.framed(
+			publish.parts(envelope.encode(env).decode()), schema, f"{topic}-value", client, "BACKWARD"
+		)
 		items.append((env.key, value, env.headers() + extra))
 	_produce(kafka_bootstrap, topic, items)
 	got = clients.run("read-registry-json", kafka_bootstrap, registry.url, topic, "3")

@@ -37,3 +37,24 @@ def test_a_protobuf_message_is_refused_saying_what_it_is():
 
 def test_a_value_that_is_not_framed_is_left_to_the_envelope_parser():
 	assert decode.envelope_body(b'{"Header": {}}', {}, None, "t", FakeRegistry({})) is None
+
+
+def test_an_envelopes_parts_are_its_own_text_whatever_its_values_hold():
+	"""The relay frames a row's payload from the row's own text: cut out exactly, and the same as
+	parsing, for any values (a key named Payload, quotes and braces in strings, non-ASCII text)."""
+	from spine import envelope
+	from spine.registry.publish import parts
+
+	payload = {"description": 'a "quoted" ,"Payload": {brace}', "Payload": {"x": [1, 2]}, "note": "café ✓"}
+	env = envelope.build(doctype="ToDo", event="on_update", docname="T-1", topic="t", payload=payload,
+		origin="o", origin_site="s", payload_schema="v1")  # fmt: skip
+	text = envelope.encode(env).decode()
+	got = parts(text)
+	body = json.loads(text)
+	assert got.header == body["Header"] and got.payload == body["Payload"]
+	assert json.loads(got.header_text) == body["Header"] and json.loads(got.payload_text) == body["Payload"]
+	assert got.payload_text in text, "cut out of the row's text, not written again"
+	spaced = json.dumps(body, indent=1)  # another writer's layout: parsed instead
+	assert (
+		parts(spaced).payload == body["Payload"] and json.loads(parts(spaced).payload_text) == body["Payload"]
+	)

@@ -43,6 +43,7 @@ def test_fits_gives_jsonschemas_answer_for_every_payload_whatever_came_before(re
 	text = json.dumps(schema, sort_keys=True)
 	payloads = [{**BASE, **v} for v in VARIANTS]
 	payloads += [{k: v for k, v in BASE.items() if k != "title"}]  # a required field missing
+	payloads += [dict(reversed(p.items())) for p in payloads]  # the same keys in another order
 	answers = [validator(text).is_valid(p) for p in payloads]
 	assert True in answers and False in answers, "the variants include both kinds"
 	for _ in range(2):  # the second time every shape is remembered
