@@ -1,4 +1,4 @@
-"""``python -m tests.soak --seed N --minutes M [--nodes 1|3] [--out FILE]``: one soak (see run.py)."""
+"""``python -m tests.soak --seed N --minutes M [--nodes 1|3] [--out FILE] [--spare ID]``: one soak (see run.py)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,8 @@ def main() -> int:
 	parser.add_argument(
 		"--out", default=None, help="the JSON report (default benchmarks/results/soak-<seed>.json)"
 	)
+	parser.add_argument("--spare", type=int, action="append", default=[],
+		help="a database connection id not to KILL (the caller's own; may be given again)")  # fmt: skip
 	args = parser.parse_args()
 	if not os.environ.get("SPINE_BENCH") or not os.environ.get("SPINE_SITE"):
 		parser.error(
@@ -31,7 +33,7 @@ def main() -> int:
 	os.makedirs(os.path.dirname(out), exist_ok=True)
 	from tests.soak.run import soak
 
-	summary = soak(seed, args.minutes, nodes=args.nodes, out=os.path.abspath(out))
+	summary = soak(seed, args.minutes, nodes=args.nodes, out=os.path.abspath(out), spare=args.spare)
 	return 0 if summary["passed"] else 1
 
 
