@@ -5,6 +5,7 @@ requeue at once the jobs of workers that died on this host.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 
 import frappe
+import redis
 from rq import Queue, SimpleWorker
 from rq.exceptions import NoSuchJobError
 from rq.job import Job
@@ -60,9 +62,38 @@ def worker_main(
 	worker._install_signal_handlers()  # before saying it runs: a stop signal from then on is a warm stop
 	log.info("jsonworker-%s: executing jobs of RQ queues %s", index, ", ".join(worker.queue_names()))
 	try:
-		worker.work(burst=burst, with_scheduler=True, logging_level="WARNING", dequeue_strategy="round_robin")
+		while True:
+			try:
+				worker.work(
+					burst=burst, with_scheduler=True, logging_level="WARNING", dequeue_strategy="round_robin"
+				)
+			except redis.exceptions.RedisError as e:  # RQ's own teardown, after it lost Redis
+				log.debug("jsonworker-%s: RQ's teardown failed: %s", index, e)
+			if burst or worker._stop_requested:
+				break
+			# RQ ends its loop on a Redis error anywhere but its dequeue (a job's heartbeat or bookkeeping
+			# when Redis restarts): the messages of that job are read again by the dispatcher's audit
+			log.warning(
+				"jsonworker-%s: the queue's Redis went away while a job ran; working again once it answers "
+				"(the job's messages are handed over again: nothing is lost)", index,
+			)  # fmt: skip
+			_wait_for(connection)
+			with contextlib.suppress(redis.exceptions.RedisError):
+				worker.register_death()  # its entry from before, so the worker can register again
 	finally:
 		worker.site_contexts.close_all()
+
+
+def _wait_for(connection, longest: float = 5.0) -> None:
+	"""Until Redis answers a PING (backing off up to ``longest`` seconds between tries)."""
+	wait = 0.5
+	while True:
+		try:
+			connection.ping()
+			return
+		except redis.exceptions.RedisError:
+			time.sleep(wait)
+			wait = min(longest, wait * 2)
 
 
 class _Worker(SimpleWorker):

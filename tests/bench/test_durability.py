@@ -186,6 +186,45 @@ def test_a_jsonworker_killed_mid_job_loses_nothing_and_handles_once(
 	_each_handled_once(topic, envs)
 
 
+def test_a_jsonworker_keeps_working_when_the_queues_redis_restarts_under_a_job(
+	consumer_config, own_redis, kafka_bootstrap, reset_calls
+):
+	"""The queue's Redis is SIGKILLed while a handler runs (found by the soak, seed 11: RQ ended its loop
+	on the job's Redis error, the jsonworker exited, and nothing was handled for 13 minutes). The
+	same jsonworker takes the next messages once Redis is back, and every message is handled once."""
+	from spine.demo import CALLS_KEY
+	from tests.bench.helpers import redis_cache
+	from tests.conftest import create_topic
+
+	topic = create_topic(kafka_bootstrap, partitions=3, prefix="redis-under-job")
+	consumer_config(
+		{"topic": topic, "document_type": "ToDo", "event_handler": "spine.demo.add_comment_then_hold"}
+	)
+	held = spine_message(topic, "ToDo", "D-held", {"i": "held", "hold": 3})[0]
+	first, later = [held, *_messages(topic, 200)], _messages(topic, 300, start=200)
+	queue, group = unique("q"), unique("durable")
+	with site_kafka(kafka_bootstrap, **{"group.id": group}):
+		dispatcher = BenchProcess("eventdispatcher", "--queue", queue)
+		worker = BenchProcess("jsonworker", "--queue", queue, "--numworkers", "1")
+		try:
+			_publish(kafka_bootstrap, topic, first)
+			holding = f"holding {held.message_id}".encode()
+			wait_for(lambda: holding in redis_cache().lrange(CALLS_KEY, 0, -1), 120, interval=0.1,
+				what=lambda: f"the held message's handler to run\n{worker.output()[-2000:]}")  # fmt: skip
+			own_redis.kill()
+			time.sleep(4)  # the handler returns meanwhile: RQ's bookkeeping of its job meets no Redis
+			own_redis.start()
+			_publish(kafka_bootstrap, topic, later)
+			wait_for(lambda: statuses(topic).get("Processed") == len(first) + len(later), 180, interval=1,
+				what=lambda: f"all handled: {statuses(topic)}\n{dispatcher.output()[-2000:]}\n"
+				f"{worker.output()[-3000:]}")  # fmt: skip
+			assert worker.proc.poll() is None, f"the jsonworker is still running\n{worker.output()[-3000:]}"
+		finally:
+			dispatcher.stop()
+			worker.stop()
+	_each_handled_once(topic, first + later)
+
+
 def _status_of(message_id: str) -> str | None:
 	import frappe
 
