@@ -303,7 +303,9 @@ def _requests(journal: Journal, problems: list[Problem]) -> None:
 		if r.outcome == "reply":
 			continue
 		ended = r.at + datetime.timedelta(seconds=r.seconds)
-		if r.outcome == "timeout" and any(
+		# unanswered, or refused to the caller with a clear error because it could not be published
+		unanswered = r.outcome == "timeout" or "could not be published" in r.outcome
+		if unanswered and any(
 			f.started - datetime.timedelta(seconds=2) <= ended and r.at <= f.ended + RECOVERY
 			for f in journal.faults
 		):

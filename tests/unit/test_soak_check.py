@@ -151,6 +151,17 @@ def test_a_request_may_time_out_during_a_fault_but_not_outside_one():
 	assert kinds(journal, facts) == ["request"]
 
 
+def test_a_request_refused_as_unpublishable_is_allowed_only_while_a_fault_lasts():
+	unpublished = "error: spine.errors.SpineError: the request could not be published on t: _MSG_TIMED_OUT"
+	journal, facts = base()
+	journal.add(FaultRun("kill_broker", "a", at(50), at(80)))
+	journal.add(RequestRun("a", "r1", at(51), unpublished, 30))
+	assert kinds(journal, facts) == []
+	journal.add(RequestRun("a", "r2", at(300), unpublished, 30))
+	journal.add(RequestRun("a", "r3", at(55), "error: ValueError: the handler failed", 0.1))
+	assert kinds(journal, facts) == ["request", "request"], "outside a fault, or another error: a problem"
+
+
 def test_problems_are_put_down_to_the_fault_whose_window_holds_them():
 	faults = [FaultRun("kill_relay", "a", at(100), at(105)), FaultRun("kill_redis", "a", at(200), at(204))]
 	assert check.fault_at(faults, at(99)) == 0  # just before: the fault's start is read late
