@@ -67,7 +67,7 @@ def test_moved_paths_reach_the_same_functions(frappe_site):
 def _paths_spine_names() -> set[str]:
 	"""Every ``spine.…`` dotted path in hooks.py and in the Desk files (JSON fixtures, JS)."""
 	import spine.hooks as hooks
-	from spine.config.kafka import SPINE_KEYS
+	from spine.config.kafka import REGISTRY_KEYS, SPINE_KEYS
 
 	found = set()
 
@@ -87,8 +87,9 @@ def _paths_spine_names() -> set[str]:
 	for path in [*SPINE.rglob("*.json"), *SPINE.rglob("*.js"), *SPINE.rglob("*.py")]:
 		found.update(re.findall(r"[\"'](spine\.[a-z_]+(?:\.[a-z_]+)+)[\"']", path.read_text()))
 	modules = {p.stem for p in SPINE.iterdir() if p.suffix == ".py" or (p / "__init__.py").exists()}
-	# not settings keys such as spine.max.message.bytes
-	return {p for p in found if p.split(".")[1] in modules and p not in SPINE_KEYS}
+	# not settings keys such as spine.max.message.bytes or spine.schema.registry.ssl.ca.location
+	settings = {*SPINE_KEYS, *(f"spine.schema.registry.{k}" for k in REGISTRY_KEYS)}
+	return {p for p in found if p.split(".")[1] in modules and p not in settings}
 
 
 def test_every_path_spine_names_resolves(frappe_site):
